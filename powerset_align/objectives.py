@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['OBJECTIVES', 'gather_features', 'clip_loss', 'run_distributed', 'TinyTwoTower', 'clip_check_data', 'clip_ddp_worker',
            'Objective', 'register_objective', 'available_objectives', 'make_objective', 'CLIPObjective',
-           'random_outputs_and_batch', 'FILIPObjective', 'SPARCObjective', 'region_embeddings', 'leaf_embeddings',
-           'powerclip_similarity', 'hardest_negative_triplet', 'PowerCLIPObjective', 'saved_tensor_bytes',
-           'bench_objectives', 'bench_training_step']
+           'random_outputs_and_batch', 'FILIPObjective', 'SPARCObjective', 'pooled_embeddings', 'powerclip_similarity',
+           'hardest_negative_triplet', 'PowerCLIPObjective', 'saved_tensor_bytes', 'bench_objectives',
+           'bench_training_step']
 
 # %% ../nbs/31_objectives.ipynb #0a13a850
 import importlib
@@ -298,27 +298,17 @@ class SPARCObjective(Objective):
         return dict(loss=self.lambda_g * g + self.lambda_f * f, clip=g.detach(), sparc=f.detach())
 
 # %% ../nbs/31_objectives.ipynb #b8697c4a
-def region_embeddings(
-    patch_embeds:torch.Tensor, # (B, P, D) projected patch embeddings
-    region_masks:torch.Tensor, # (B, M, P) region weights over the patch grid
-    region_valid:torch.Tensor|None=None, # (B, M) bool; invalid regions -> 0
-)->torch.Tensor: # phi (B, M, D), L2-normalised (0 for invalid or empty regions)
-    "PowerCLIP region embeddings phi_m = normalize(sum_p R_mp v_p): (B,P,D), (B,M,P) -> (B,M,D)."
-    if region_masks.dim() != 3 or region_masks.shape[0] != patch_embeds.shape[0] or region_masks.shape[2] != patch_embeds.shape[1]:
-        raise ValueError(f"`batch.region_masks` must have shape ({patch_embeds.shape[0]}, M, {patch_embeds.shape[1]}), got {tuple(region_masks.shape)}")
-    phi = F.normalize(torch.bmm(region_masks.to(patch_embeds.dtype), patch_embeds), dim=-1)
-    return phi if region_valid is None else phi * region_valid[..., None].to(phi.dtype)
-
-def leaf_embeddings(
-    token_embeds:torch.Tensor, # (B, T, D) projected token embeddings
-    leaf_mask:torch.Tensor, # (B, L, T) leaf weights over token positions
-    leaf_valid:torch.Tensor|None=None, # (B, L) bool; invalid leaves -> 0
-)->torch.Tensor: # psi (B, L, D), L2-normalised (0 for invalid or empty leaves)
-    "PowerCLIP leaf embeddings psi_l = normalize(sum_t P_lt w_t): (B,T,D), (B,L,T) -> (B,L,D)."
-    if leaf_mask.dim() != 3 or leaf_mask.shape[0] != token_embeds.shape[0] or leaf_mask.shape[2] != token_embeds.shape[1]:
-        raise ValueError(f"`batch.leaf_mask` must have shape ({token_embeds.shape[0]}, L, {token_embeds.shape[1]}), got {tuple(leaf_mask.shape)}")
-    psi = F.normalize(torch.bmm(leaf_mask.to(token_embeds.dtype), token_embeds), dim=-1)
-    return psi if leaf_valid is None else psi * leaf_valid[..., None].to(psi.dtype)
+def pooled_embeddings(
+    embeds:torch.Tensor, # (B, N, D) projected patch (or token) embeddings
+    weights:torch.Tensor, # (B, R, N) weights of each region (or leaf) over the N positions
+    valid:torch.Tensor|None=None, # (B, R) bool; invalid rows -> 0
+    name:str='batch.region_masks', # argument named in the shape error
+)->torch.Tensor: # (B, R, D), L2-normalised (0 for invalid or empty rows)
+    "PowerCLIP unit embeddings of regions phi_m = normalize(sum_p R_mp v_p) and leaves psi_l = normalize(sum_t P_lt w_t): (B,N,D), (B,R,N) -> (B,R,D)."
+    if weights.dim() != 3 or weights.shape[0] != embeds.shape[0] or weights.shape[2] != embeds.shape[1]:
+        raise ValueError(f"`{name}` must have shape ({embeds.shape[0]}, R, {embeds.shape[1]}), got {tuple(weights.shape)}")
+    e = F.normalize(torch.bmm(weights.to(embeds.dtype), embeds), dim=-1)
+    return e if valid is None else e * valid[..., None].to(e.dtype)
 
 def powerclip_similarity(
     out, # model outputs: patch_embeds (B, P, D), token_embeds (B, T, D)
@@ -341,7 +331,7 @@ def powerclip_similarity(
     nv = ones(K) if getattr(batch, 'node_valid', None) is None else batch.node_valid.bool()
     for name, x, shape in (('region_valid', rv, (B, M)), ('leaf_valid', lv, (B, L)), ('node_valid', nv, (B, K)), ('node_leaf', nl, (B, K, L))):
         if tuple(x.shape) != shape: raise ValueError(f"`batch.{name}` must have shape {shape}, got {tuple(x.shape)}")
-    phi, psi = region_embeddings(pe, rm, rv), leaf_embeddings(te, lm, lv)            # (B, M, D), (B, L, D)
+    phi, psi = pooled_embeddings(pe, rm, rv, 'batch.region_masks'), pooled_embeddings(te, lm, lv, 'batch.leaf_mask')            # (B, M, D), (B, L, D)
     D = phi.shape[-1]
     S0 = (phi.reshape(B * M, D) @ psi.reshape(B * L, D).T).view(B, M, B, L).transpose(1, 2)   # (Bi, Bj, M, L)
     nv = nv & (nl.to(torch.bool) & lv[:, None, :]).any(-1)                            # a node needs a valid leaf
