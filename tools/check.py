@@ -41,6 +41,7 @@ def check_sync():
 
 def check_readme():
     if run(BIN/'nbdev_proc_nbs', '--file_glob', 'index.ipynb').returncode: return 'nbdev_proc_nbs on index.ipynb failed'
+    if not (ROOT/'_proc'/'index.ipynb').exists(): return 'nbs/index.ipynb is missing: README.md is rendered from it'
     want = render_readme(ROOT/'_proc'/'index.ipynb')
     have = (ROOT/'README.md').read_text() if (ROOT/'README.md').exists() else ''
     if want != have:
@@ -101,7 +102,8 @@ def main():
     for name, step in steps:
         print(f'\n=== {name} ===', flush=True)
         t0 = time.time()
-        err = step()
+        try: err = step()
+        except Exception as e: err = f'{type(e).__name__}: {e}'
         print(f'=== {name}: {"FAILED" if err else "ok"} ({time.time() - t0:.0f} s)', flush=True)
         if err: errors.append(f'[{name}] {err}')
     if errors:
