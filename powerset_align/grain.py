@@ -35,15 +35,19 @@ def generalized_box_iou(boxes1, # (N, 4) xyxy
                         eps=1e-7): # guards 0/0 for degenerate boxes
     "Pairwise generalised IoU (N, M) of xyxy boxes (Rezatofighi et al. 2019)."
     _check_boxes(boxes1, 'boxes1'); _check_boxes(boxes2, 'boxes2')
-    area1 = (boxes1[:, 2] - boxes1[:, 0]).clamp(min=0) * (boxes1[:, 3] - boxes1[:, 1]).clamp(min=0)
-    area2 = (boxes2[:, 2] - boxes2[:, 0]).clamp(min=0) * (boxes2[:, 3] - boxes2[:, 1]).clamp(min=0)
-    lt = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
-    rb = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    return _giou(boxes1[:, None], boxes2[None], eps)
+
+def _giou(b1, b2, eps=1e-7):
+    "Generalised IoU of broadcastable xyxy boxes b1 (..., 4), b2 (..., 4) -> (...): pairs in a batch, no B x B matrix."
+    area1 = (b1[..., 2] - b1[..., 0]).clamp(min=0) * (b1[..., 3] - b1[..., 1]).clamp(min=0)
+    area2 = (b2[..., 2] - b2[..., 0]).clamp(min=0) * (b2[..., 3] - b2[..., 1]).clamp(min=0)
+    lt = torch.max(b1[..., :2], b2[..., :2])
+    rb = torch.min(b1[..., 2:], b2[..., 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
-    union = area1[:, None] + area2[None, :] - inter
+    union = area1 + area2 - inter
     iou = inter / (union + eps)
-    elt = torch.min(boxes1[:, None, :2], boxes2[None, :, :2])
-    erb = torch.max(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    elt = torch.min(b1[..., :2], b2[..., :2])
+    erb = torch.max(b1[..., 2:], b2[..., 2:])
     enclose = (erb - elt).clamp(min=0).prod(-1)
     return iou - (enclose - union) / (enclose + eps)
 
@@ -71,8 +75,7 @@ def hungarian_match(pred_boxes, # (B, Q, 4) cxcywh in [0, 1]
     with torch.no_grad():
         pb, tb = pred_boxes.detach().float(), tgt_boxes.detach().float()
         l1 = torch.cdist(pb, box_xyxy_to_cxcywh(tb), p=1)                       # (B, Q, N)
-        giou = generalized_box_iou(box_cxcywh_to_xyxy(pb).reshape(-1, 4), tb.reshape(-1, 4))
-        giou = giou.view(B, Q, B, N).diagonal(dim1=0, dim2=2).permute(2, 0, 1) if B > 0 else giou.view(0, Q, N)
+        giou = _giou(box_cxcywh_to_xyxy(pb)[:, :, None], tb[:, None])          # (B, Q, N), per image only
         cost = (cost_l1 * l1 - cost_giou * giou).cpu().numpy()
         valid_c = valid.cpu().numpy()
     out, empty = [], np.zeros(0, dtype=np.int64)
@@ -123,7 +126,8 @@ class DecoderLayer(nn.Module):
     def forward(self, tgt, memory, query_pos, memory_pos=None):
         "tgt (B, Q, D), memory (B, P, D), query_pos (1|B, Q, D), memory_pos (1|B, P, D) -> (B, Q, D)"
         q = self.norm1(tgt)
-        tgt = tgt + self.drop(self.self_attn(q + query_pos, q + query_pos, q))
+        qp = q + query_pos                                               # queries and keys of self-attention: one add
+        tgt = tgt + self.drop(self.self_attn(qp, qp, q))
         q = self.norm2(tgt)
         k = memory if memory_pos is None else memory + memory_pos
         tgt = tgt + self.drop(self.cross_attn(q + query_pos, k, memory))
@@ -172,9 +176,10 @@ class QueryDecoder(nn.Module):
 
 # %% ../nbs/33_grain.ipynb #b154dd67
 def _flat_matches(indices, device):
-    bi = torch.cat([torch.full_like(q, b) for b, (q, _) in enumerate(indices)]).to(device) if indices else torch.zeros(0, dtype=torch.long, device=device)
-    qi = torch.cat([q for q, _ in indices]).to(device) if indices else bi
-    tj = torch.cat([t for _, t in indices]).to(device) if indices else bi
+    if not indices: return (torch.zeros(0, dtype=torch.long, device=device),) * 3
+    bi = torch.repeat_interleave(torch.arange(len(indices)), torch.tensor([len(q) for q, _ in indices])).to(device)   # one op, not B
+    qi = torch.cat([q for q, _ in indices]).to(device)
+    tj = torch.cat([t for _, t in indices]).to(device)
     return bi, qi, tj
 
 def box_loss(pred_boxes, # (B, Q, 4) cxcywh
@@ -187,7 +192,7 @@ def box_loss(pred_boxes, # (B, Q, 4) cxcywh
     n = max(len(bi), 1)
     p, t = pred_boxes[bi, qi], tgt_boxes[bi, tj].to(pred_boxes.dtype)
     l1 = (p - box_xyxy_to_cxcywh(t)).abs().sum() / n
-    giou = (1 - torch.diagonal(generalized_box_iou(box_cxcywh_to_xyxy(p), t))).sum() / n
+    giou = (1 - _giou(box_cxcywh_to_xyxy(p), t)).sum() / n                    # matched pairs only, not an n x n matrix
     return dict(l1=w_l1 * l1, giou=w_giou * giou)
 
 def region_description_loss(region_embeds, # (B, Q, D) (normalised inside)

@@ -29,9 +29,9 @@ def sparc_weights(
     mn, mx = sim.amin(-1, keepdim=True), sim.amax(-1, keepdim=True)
     rng = mx - mn
     ok = rng > eps
-    s = (sim - mn) / torch.where(ok, rng, torch.ones_like(rng))   # safe division: no inf, no NaN gradient
-    s = torch.where(ok, s, torch.ones_like(s))                      # constant row -> every patch equally similar
-    s = s * (s >= thr).to(s.dtype)                                  # the arg-max has s = 1 >= thr, so each row keeps >= 1
+    s = (sim - mn) / torch.where(ok, rng, 1.)                      # safe division: no inf, no NaN gradient
+    s = torch.where(ok, s, 1.)                                      # constant row -> every patch equally similar
+    s = torch.where(s >= thr, s, 0.)                                # the arg-max has s = 1 >= thr, so each row keeps >= 1
     return s / s.sum(-1, keepdim=True)
 
 # %% ../nbs/11_grouping.ipynb #ea5a777f
@@ -61,12 +61,14 @@ def _scale_from(temperature, logit_scale):
     if temperature is None or not temperature > 0: raise ValueError(f"`temperature` must be > 0, got {temperature}")
     return 1.0 / temperature
 
-def _seq_ce(q, k, mask, scale):
-    "Per-token cross-entropy of query tokens q (B,T,D) against the valid keys k (B,T,D) of the same sample -> (B,T)."
-    logits = scale * torch.bmm(q, k.transpose(1, 2))                           # (B, T, T)
-    logits = logits.masked_fill(~mask[:, None, :], torch.finfo(logits.dtype).min)
-    target = scale * (q * k).sum(-1)                                           # the diagonal, finite even for padding rows
-    return torch.where(mask, torch.logsumexp(logits, -1) - target, torch.zeros_like(target))
+def _seq_ce_both(c, t, mask, scale):
+    "Per-token cross-entropies c->t and t->c (B,T) each, within each sample; one (B,T,T) logit matrix serves both directions."
+    logits = scale * torch.bmm(c, t.transpose(1, 2))                           # (B, T, T): row l = c_l, column m = t_m
+    low = torch.finfo(logits.dtype).min
+    target = scale * (c * t).sum(-1)                                           # the diagonal, finite even for padding rows
+    c2t = torch.logsumexp(logits.masked_fill(~mask[:, None, :], low), -1)      # c_l against the valid tokens
+    t2c = torch.logsumexp(logits.masked_fill(~mask[:, :, None], low), -2)      # t_m against the valid grouped embeddings
+    return torch.where(mask, c2t - target, 0.), torch.where(mask, t2c - target, 0.)
 
 def sparc_loss(
     patch_emb:torch.Tensor, # projected patch embeddings (B, P, D), not normalised
@@ -86,7 +88,8 @@ def sparc_loss(
     scale = _scale_from(temperature, logit_scale)
     c = F.normalize(sparc_grouped_embeddings(patch_emb, token_emb, threshold, weighting), dim=-1)
     t = F.normalize(token_emb, dim=-1)
-    ce = 0.5 * (_seq_ce(c, t, mask, scale) + _seq_ce(t, c, mask, scale))      # (B, T), zero on padding
+    c2t, t2c = _seq_ce_both(c, t, mask, scale)
+    ce = 0.5 * (c2t + t2c)                                                     # (B, T), zero on padding
     n = mask.sum(1).to(ce.dtype)                                               # valid tokens per caption
     if average == 'tokens': return ce.sum() / n.sum().clamp_min(1)
     if average == 'samples':

@@ -178,7 +178,26 @@ def _fsa_setup(A, region_valid, phrase_valid):
     P2 = Af.masked_fill(~rv[:, :, None], float('-inf')).softmax(-2).nan_to_num(0.)
     return P1, P2, rv, pv
 
-def _fsa_terms(P1, P2, i, j, z):
+def _max_table(P):
+    "Max of P (..., R, C) >= 0 over every subset of its last dim: (..., R, 2**C), bit c = column c, empty subset -> 0."
+    T = P.new_zeros(*P.shape[:-1], 1)
+    for c in range(P.shape[-1]): T = torch.cat([T, torch.maximum(T, P[..., c:c + 1])], -1)
+    return T
+
+def _fsa_tables(P1, P2, max_elems=1 << 22):
+    "Per-image subset-max tables of `_fsa_terms` (P1, P2 (B, M, K)), or None when they would exceed max_elems entries."
+    B, M, K = P1.shape
+    if max(M, K) > 20 or B * (M * 2 ** K + K * 2 ** M) > max_elems: return None
+    return _max_table(P1), _max_table(P2.transpose(1, 2))              # (B, M, 2**K), (B, K, 2**M)
+
+def _subset_max(T, b, zb):
+    "Look up T (B, R, 2**C) at the subsets zb (N, S, C) bool of images b (N,) -> (N, S, R)."
+    R, C = T.shape[1], zb.shape[-1]
+    code = (zb.long() << torch.arange(C, device=zb.device)).sum(-1)   # (N, S) subset index
+    flat = (b[:, None, None] * R + torch.arange(R, device=zb.device)) * 2 ** C + code[:, :, None]
+    return T.reshape(-1)[flat]
+
+def _fsa_terms(P1, P2, i, j, z, tables=None, b=None):
     "Eq. 10 summands v(S+ij) - v(S+i) - v(S+j) + v(S): P1, P2 (N, M, K), i, j (N,), z (N, S, M+K) bool -> (N, S)."
     N, M, K = P1.shape
     zr, zp = z[..., :M].to(P1.dtype), z[..., M:].to(P1.dtype)
@@ -186,8 +205,12 @@ def _fsa_terms(P1, P2, i, j, z):
     # adding phrase j to S only maxes each region's best phrase with column j (and region i with row i of P2):
     # two masked max passes serve all four coalitions S, S+i, S+j, S+ij. The alignments are probabilities (>= 0),
     # so an absent player can be masked by a 0; an empty side is handled by the has_* flags.
-    b1 = (P1[:, None] * zp[:, :, None, :]).amax(-1)                     # (N, S, M) best present phrase per region
-    b2 = (P2[:, None] * zr[:, :, :, None]).amax(-2)                     # (N, S, K) best present region per phrase
+    if tables is not None:                                              # b1, b2 below by table look-up (exact: a max is a max)
+        b1, b2 = _subset_max(tables[0], b, z[..., M:]), _subset_max(tables[1], b, z[..., :M])
+    else: # players-first layout: the max runs over the outermost dim, faster than a reduction over a short last dim
+        zt = z.permute(2, 0, 1).to(P1.dtype).contiguous()               # (M+K, N, S)
+        b1 = (P1.permute(2, 0, 1).contiguous()[:, :, None] * zt[M:, :, :, None]).amax(0)   # (N, S, M) best present phrase per region
+        b2 = (P2.permute(1, 0, 2).contiguous()[:, :, None] * zt[:M, :, :, None]).amax(0)   # (N, S, K) best present region per phrase
     b1j = torch.maximum(b1, P1[n, :, j][:, None])                        # ... once phrase j is in
     b2i = torch.maximum(b2, P2[n, i, :][:, None])                        # ... once region i is in
     nr, np_ = zr.sum(-1), zp.sum(-1)
@@ -230,11 +253,12 @@ def fsa_interactions(A, # (B, M, K) region-phrase alignment logits
         bi, ii, jj = sel.nonzero(as_tuple=True)
         S = 2 ** (M + K) if n_samples is None else n_samples
         step = max(1, chunk_elems // max(1, S * M * K))
+        tables = _fsa_tables(P1, P2, chunk_elems)                      # per image: shared by all its pairs and samples
         out = []
         for s in range(0, len(bi), step):
             b, i, j = bi[s:s + step], ii[s:s + step], jj[s:s + step]
             z, w = coalition_samples(_fsa_others(rv, pv, b, i, j), n_samples, sampler, generator)
-            out.append((_fsa_terms(P1[b], P2[b], i, j, z) * w).sum(-1))
+            out.append((_fsa_terms(P1[b], P2[b], i, j, z, tables, b) * w).sum(-1))
         if out: res[bi, ii, jj] = torch.cat(out)
         return res
 
@@ -249,7 +273,7 @@ def fsa_endpoints(A, # (B, M, K) alignment logits
                                                       torch.arange(K, device=A.device), indexing='ij')]
         oth = _fsa_others(rv, pv, b, i, j)
         z = torch.stack([torch.zeros_like(oth), oth], 1)
-        return _fsa_terms(P1[b], P2[b], i, j, z).view(B, M, K, 2)
+        return _fsa_terms(P1[b], P2[b], i, j, z, _fsa_tables(P1, P2), b).view(B, M, K, 2)
 
 # %% ../nbs/32_loupe.ipynb #c9d4e6fa
 def grid_centres(grid, device=None):
@@ -333,7 +357,11 @@ class UNSIL(nn.Module):
                 raise ValueError(f"extra: expected shape {(*q.shape[:2], self.extra_dim)}, got {None if extra is None else tuple(extra.shape)}")
             f.append(extra.detach().float())
         f = torch.cat(f, -1)
-        return self.value_head(f).squeeze(-1), torch.sigmoid(self.sigma_head(f).squeeze(-1))
+        # both heads' first layers read the same features: one matmul forward (and one for the input gradient) instead
+        # of two; same parameters, same function
+        v0, s0 = self.value_head[0], self.sigma_head[0]
+        hv, hs = F.linear(f, torch.cat([v0.weight, s0.weight]), torch.cat([v0.bias, s0.bias])).split([v0.out_features, s0.out_features], -1)
+        return self.value_head[1:](hv).squeeze(-1), torch.sigmoid(self.sigma_head[1:](hs).squeeze(-1))
 
 def unsil_loss(pred, # (N,) predicted interactions
                sigma, # (N,) predicted uncertainty in (0, 1)
