@@ -5,7 +5,7 @@
 3. `nbdev_test` runs every notebook and at least one ran; ends with `N passed, N failed`;
 4. the docs build offline (`nbdev_proc_nbs`, `smalldocs render`) and every exported module has a page.
 """
-import argparse, hashlib, os, re, shutil, subprocess, sys, time
+import argparse, hashlib, os, re, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,9 +17,18 @@ os.environ.setdefault('MPLBACKEND', 'Agg')
 sys.path.insert(0, str(ROOT/'tools'))
 from readme import render_readme  # noqa: E402
 
+def _quarto_stub():
+    "A directory holding a `quarto` that refuses to run: nbdev 2 would otherwise try to install Quarto (and `pip install -e .`)"
+    d = Path(tempfile.mkdtemp(prefix='no-quarto-'))
+    (d/'quarto').write_text('#!/bin/sh\necho "quarto is not available offline: build the site in CI (.github/workflows/deploy.yaml)" >&2\nexit 1\n')
+    (d/'quarto').chmod(0o755)
+    return d
+
+ENV = {**os.environ, 'PATH': f"{_quarto_stub()}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
 def run(*cmd, capture=False):
     print('$', ' '.join(map(str, cmd)), flush=True)
-    return subprocess.run([str(c) for c in cmd], cwd=ROOT, text=True, capture_output=capture)
+    return subprocess.run([str(c) for c in cmd], cwd=ROOT, text=True, capture_output=capture, env=ENV)
 
 def snapshot(*dirs):
     out = {}
@@ -80,17 +89,26 @@ def check_docs():
     if res.returncode: return 'smalldocs render failed'
     site = ROOT/'_proc'/'_docs'
     shutil.rmtree(ROOT/'_docs', ignore_errors=True); shutil.move(site, ROOT/'_docs')
-    missing = []
+    docs = ROOT/'_docs'
+    # Quarto names a page after its notebook without the number (00_games -> games.html); smalldocs keeps the number
+    for page in list(docs.rglob('*.html')):
+        plain = page.with_name(re.sub(r'^\d+[a-zA-Z0-9]*_', '', page.name))
+        if plain != page: shutil.copy(page, plain)
+    exported = {}
     for nb in sorted((ROOT/'nbs').rglob('*.ipynb')):
-        m = re.search(r'#\|\s*default_exp\s+(\S+)', nb.read_text())
-        if m and not (ROOT/'_docs'/nb.relative_to(ROOT/'nbs')).with_suffix('.html').exists():
-            missing.append(f'{m.group(1)} ({nb.name})')
+        m = re.search(r'#\|\s*default_exp\s+([\w.]+)', nb.read_text())
+        if m: exported[m.group(1)] = nb
     modules = {p.stem for p in (ROOT/'powerset_align').glob('*.py') if not p.stem.startswith('_')}
-    documented = {re.search(r'#\|\s*default_exp\s+(\S+)', nb.read_text()).group(1)
-                  for nb in (ROOT/'nbs').rglob('*.ipynb') if re.search(r'#\|\s*default_exp\s+(\S+)', nb.read_text())}
-    missing += [f'{m} (no notebook)' for m in sorted(modules - documented)]
+    missing = [f'{m} (no notebook exports it)' for m in sorted(modules - set(exported))]
+    missing += [f'{m} ({nb.name})' for m, nb in exported.items()
+                if not (docs/nb.relative_to(ROOT/'nbs')).with_suffix('.html').exists()]
     if missing: return 'these modules have no docs page: ' + ', '.join(missing)
-    print(f'docs: {len(list((ROOT/"_docs").rglob("*.html")))} pages in _docs/', flush=True)
+    broken = []
+    for page in docs.rglob('*.html'):
+        for href in re.findall(r'href="([^"#:?]+\.html)(?:#[^"]*)?"', page.read_text(errors='ignore')):
+            if not (page.parent/href).resolve().exists(): broken.append(f'{page.relative_to(docs)} -> {href}')
+    if broken: return 'broken links in the docs: ' + ', '.join(sorted(set(broken))[:20])
+    print(f'docs: {len(list(docs.rglob("*.html")))} pages in _docs/, {len(exported)} modules documented, no broken link', flush=True)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
