@@ -19,8 +19,8 @@ from .models import DualEncoder, PRESETS, build_model
 __all__ = ['SCHEDULES', 'seed_everything', 'dist_info', 'setup_distributed', 'resolve_device', 'StepSampler', 'step_loader',
            'batch_to', 'batch_size_of', 'slice_batch', 'warmup_steps', 'make_scheduler', 'make_optimizer',
            'list_checkpoints', 'atomic_save', 'load_checkpoint', 'NonFiniteLossError', 'Trainer', 'save_checkpoint',
-           'load_state', 'read_log', 'evaluate_now', 'fit', 'build_objective', 'train', 'load_run', 'grad_probe',
-           'ddp_check', 'bench_train_steps', 'PlainCLIPStep', 'bench_gpu_throughput']
+           'load_state', 'read_log', 'evaluate_now', 'fit', 'valid_methods', 'build_objective', 'check_data', 'train',
+           'load_run', 'grad_probe', 'ddp_check', 'bench_train_steps', 'PlainCLIPStep', 'bench_gpu_throughput']
 
 # %% ../nbs/40_train.ipynb #845705db
 def seed_everything(seed:int): # the seed for python, numpy and torch (all devices)
@@ -465,10 +465,10 @@ def fit(self, stop_at:int|None=None, # stop (with a checkpoint) after this step,
 Trainer.fit = fit
 
 # %% ../nbs/40_train.ipynb #38062fd8
-def _objective_names():
+def valid_methods(): # sorted names `objectives.make_objective` accepts
+    "Names of the objectives `make_objective` accepts (loupe and grain included)."
     from powerset_align import objectives
-    if hasattr(objectives, 'available_objectives'): return sorted(objectives.available_objectives())
-    return sorted(set(getattr(objectives, 'OBJECTIVES', {})) | {'loupe', 'grain'})
+    return sorted(objectives.available_objectives())
 
 def build_objective(method:str, # registered objective name
                     model=None, # the DualEncoder: objectives with their own layers get its embedding width
@@ -487,11 +487,14 @@ def build_objective(method:str, # registered objective name
                 if k in sig and k not in config: config[k] = model.config.embed_dim
     return objectives.make_objective(method, **config)
 
-def _check_data(data):
-    if data in (None, 'scenes') or not isinstance(data, (str, os.PathLike)): return
-    s = str(data)
-    if any(c in s for c in '{*?') or '::' in s or '://' in s or s.startswith('pipe:'): return # shard patterns / URLs
-    if not os.path.exists(s): raise FileNotFoundError(f"data: no such file or directory {s!r} (use 'scenes' for the built-in data)")
+def check_data(data): # 'scenes', a dataset object, or a path / glob / URL of data
+    "Validate a data spec: 'scenes', a dataset, an existing file or directory, a shard pattern or URL; else a clear ValueError."
+    if data in (None, 'scenes') or not isinstance(data, (str, os.PathLike)): return data
+    p = str(data)
+    if '://' in p or '::' in p or p.startswith('pipe:') or ('{' in p and '..' in p): return data  # shard lists / URLs
+    if os.path.exists(p) or (any(c in p for c in '*?[') and glob.glob(p)): return data
+    raise ValueError(f"data: {p!r} does not exist; expected 'scenes' (the built-in synthetic scenes) or a path to a "
+                     f"CSV/TSV/JSONL caption file, a COCO captions JSON or webdataset .tar shards (no such file or directory)")
 
 def _make_train_loader(data, tokenizer, micro, model, seed, num_workers, needs, **kw):
     "make_loader with the arguments it accepts (the data module may not take all of them)."
@@ -548,10 +551,10 @@ def train(method:str='clip', # objective name (see objectives.OBJECTIVES: clip, 
     from powerset_align.objectives import make_objective
     # ---- validate everything before writing anything
     if preset not in PRESETS and pretrained is None: raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    valid = _objective_names()
+    valid = valid_methods()
     if method not in valid: raise ValueError(f"method must be one of {valid}, got {method!r}")
     if steps is None and epochs is None: raise ValueError("give steps or epochs")
-    _check_data(data)
+    check_data(data)
     if pretrained is not None and not os.path.isdir(str(pretrained)): raise FileNotFoundError(f"pretrained: no such directory {str(pretrained)!r}")
     ck = None
     if resume:
