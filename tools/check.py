@@ -5,7 +5,7 @@
 3. `nbdev_test` runs every notebook and at least one ran; ends with `N passed, N failed`;
 4. the docs build offline (`nbdev_proc_nbs`, `smalldocs render`) and every exported module has a page.
 """
-import argparse, hashlib, os, re, shutil, subprocess, sys, tempfile, time
+import argparse, hashlib, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,20 +15,11 @@ os.environ.setdefault('MKL_NUM_THREADS', '1')
 os.environ['HF_HUB_OFFLINE'] = '1'
 os.environ.setdefault('MPLBACKEND', 'Agg')
 sys.path.insert(0, str(ROOT/'tools'))
-from readme import render_readme  # noqa: E402
-
-def _quarto_stub():
-    "A directory holding a `quarto` that refuses to run: nbdev 2 would otherwise try to install Quarto (and `pip install -e .`)"
-    d = Path(tempfile.mkdtemp(prefix='no-quarto-'))
-    (d/'quarto').write_text('#!/bin/sh\necho "quarto is not available offline: build the site in CI (.github/workflows/deploy.yaml)" >&2\nexit 1\n')
-    (d/'quarto').chmod(0o755)
-    return d
-
-ENV = {**os.environ, 'PATH': f"{_quarto_stub()}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+from readme import render_readme, offline_env  # noqa: E402
 
 def run(*cmd, capture=False):
     print('$', ' '.join(map(str, cmd)), flush=True)
-    return subprocess.run([str(c) for c in cmd], cwd=ROOT, text=True, capture_output=capture, env=ENV)
+    return subprocess.run([str(c) for c in cmd], cwd=ROOT, text=True, capture_output=capture, env=offline_env())
 
 def snapshot(*dirs):
     out = {}

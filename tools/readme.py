@@ -2,18 +2,27 @@
 
 Run `nbdev_proc_nbs --file_glob index.ipynb` first (this script does it when called directly); the processed
 notebook has hidden cells removed and its title turned into front matter."""
-import json, subprocess, sys
+import functools, json, os, subprocess, sys, tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+@functools.lru_cache(maxsize=None)
+def _quarto_stub():
+    "A directory holding a `quarto` that refuses to run: nbdev 2 would otherwise try to install Quarto (and `pip install -e .`)"
+    d = Path(tempfile.mkdtemp(prefix='no-quarto-'))
+    (d/'quarto').write_text('#!/bin/sh\necho "quarto is not available offline: build the site in CI (.github/workflows/deploy.yaml)" >&2\nexit 1\n')
+    (d/'quarto').chmod(0o755)
+    return d
+
+def offline_env():
+    "Environment for nbdev commands: the venv first on PATH and a `quarto` stub, so nothing tries to install Quarto"
+    bindir = Path(sys.executable).parent
+    return {**os.environ, 'PATH': f"{_quarto_stub()}{os.pathsep}{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
 def _front_matter(src):
-    meta = {}
-    for line in src.strip().strip('-').strip().splitlines():
-        if ':' in line:
-            k, v = line.split(':', 1)
-            meta[k.strip()] = v.strip().strip("'\"")
-    return meta
+    import yaml
+    return yaml.safe_load(src.strip().strip('-')) or {}
 
 def _text(x): return ''.join(x) if isinstance(x, list) else x
 
@@ -44,6 +53,6 @@ def render_readme(proc_nb):
 
 if __name__ == '__main__':
     bindir = Path(sys.executable).parent
-    subprocess.run([str(bindir/'nbdev_proc_nbs'), '--file_glob', 'index.ipynb'], cwd=ROOT, check=True)
+    subprocess.run([str(bindir/'nbdev_proc_nbs'), '--file_glob', 'index.ipynb'], cwd=ROOT, check=True, env=offline_env())
     (ROOT/'README.md').write_text(render_readme(ROOT/'_proc'/'index.ipynb'))
     print('wrote README.md')
