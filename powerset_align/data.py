@@ -334,6 +334,14 @@ def _open_rgb(src):
     im.load()
     return im.convert('RGB')
 
+def _decode_or_skip(src, where, skip_bad):
+    "Decode an image when a sample is read: BadSampleError naming `where`, or (skip_bad) a warning and None."
+    try: return _open_rgb(src)
+    except Exception as e:
+        why = f"{where}: image {str(src)!r} is unreadable ({type(e).__name__}: {e})"
+        if not skip_bad: raise BadSampleError(why) from e
+        warnings.warn(f"skipped: {why}")
+
 # %% ../nbs/22_data.ipynb #2f90103f
 _COLS = dict(image='image', caption='caption', boxes='boxes', descriptions='descriptions', label='label')
 
@@ -411,11 +419,8 @@ class CaptionFileDataset(torch.utils.data.Dataset, _Skipper):
     def __len__(self): return len(self.records)
     def __getitem__(self, i):
         r = self.records[i]
-        try: im = _open_rgb(r['image'])
-        except Exception as e:
-            why = f"{self.path} line {r['line']}: image {str(r['image'])!r} is unreadable ({type(e).__name__}: {e})"
-            if not self.skip_bad: raise BadSampleError(why) from e
-            warnings.warn(f"skipped: {why}"); return None
+        im = _decode_or_skip(r['image'], f"{self.path} line {r['line']}", self.skip_bad)
+        if im is None: return None
         return dict(image=im, caption=r['caption'],
                     boxes=None if r['boxes'] is None else torch.tensor(r['boxes'], dtype=torch.float32).view(-1, 4),
                     descriptions=r['descriptions'], label=r['label'],
@@ -483,11 +488,8 @@ class CocoCaptions(torch.utils.data.Dataset, _Skipper):
     def __getitem__(self, i):
         iid, cap, aid, k = self.records[i]
         im = self.images[iid]
-        try: img = _open_rgb(im['path'])
-        except Exception as e:
-            why = f"{self.path} images (id {iid}): image {str(im['path'])!r} is unreadable ({type(e).__name__}: {e})"
-            if not self.skip_bad: raise BadSampleError(why) from e
-            warnings.warn(f"skipped: {why}"); return None
+        img = _decode_or_skip(im['path'], f"{self.path} images (id {iid})", self.skip_bad)
+        if img is None: return None
         bx = self.boxes.get(iid)
         return dict(image=img, caption=cap,
                     boxes=None if bx is None else torch.tensor([b for b, _ in bx], dtype=torch.float32),
