@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['OBJECTIVES', 'gather_features', 'clip_loss', 'run_distributed', 'TinyTwoTower', 'clip_check_data', 'clip_ddp_worker',
-           'Objective', 'register_objective', 'available_objectives', 'make_objective', 'CLIPObjective',
-           'random_outputs_and_batch', 'FILIPObjective', 'SPARCObjective', 'pooled_embeddings', 'powerclip_similarity',
-           'hardest_negative_triplet', 'PowerCLIPObjective', 'saved_tensor_bytes', 'bench_objectives',
-           'bench_training_step']
+           'Objective', 'register_objective', 'available_objectives', 'objective_class', 'make_objective',
+           'CLIPObjective', 'random_outputs_and_batch', 'FILIPObjective', 'SPARCObjective', 'pooled_embeddings',
+           'powerclip_similarity', 'hardest_negative_triplet', 'PowerCLIPObjective', 'saved_tensor_bytes',
+           'bench_objectives', 'bench_training_step']
 
 # %% ../nbs/31_objectives.ipynb #0a13a850
 import importlib
@@ -189,14 +189,18 @@ def available_objectives()->list:
     "Names make_objective accepts: the registered ones and those whose module registers them on import."
     return sorted(set(OBJECTIVES) | set(_LAZY_OBJECTIVES))
 
-def make_objective(name:str, # 'clip', 'filip', 'sparc', 'powerclip', 'loupe', 'grain'
-                   **config)->Objective: # keyword arguments of the objective's constructor
-    "Build the objective registered under `name` (importing its module for 'loupe'/'grain')."
+def objective_class(name:str)->type: # 'clip', 'filip', 'sparc', 'powerclip', 'loupe', 'grain'
+    "The `Objective` subclass registered under `name` (importing its module for 'loupe'/'grain'); ValueError listing the valid names."
     key = name.lower() if isinstance(name, str) else name
     if key not in OBJECTIVES and key in _LAZY_OBJECTIVES: importlib.import_module(_LAZY_OBJECTIVES[key])
     if key not in OBJECTIVES:
         raise ValueError(f"objective: unknown name {name!r}; valid names: {', '.join(available_objectives())}")
-    return OBJECTIVES[key](**config)
+    return OBJECTIVES[key]
+
+def make_objective(name:str, # 'clip', 'filip', 'sparc', 'powerclip', 'loupe', 'grain'
+                   **config)->Objective: # keyword arguments of the objective's constructor
+    "Build the objective registered under `name` (importing its module for 'loupe'/'grain')."
+    return objective_class(name)(**config)
 
 def _field(obj, prefix:str, name:str, shape:str):
     "obj.name, checked to be a tensor with as many dims as `shape` (e.g. '(B, P, D)'); ValueError naming it otherwise."

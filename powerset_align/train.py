@@ -475,16 +475,12 @@ def build_objective(method:str, # registered objective name
                     **config, # the objective's own arguments
                    ) -> nn.Module:
     "`objectives.make_objective`, filling `embed_dim` / `dim` from the model when the objective takes them."
-    import importlib, inspect
+    import inspect
     from powerset_align import objectives
-    lazy = getattr(objectives, '_LAZY_OBJECTIVES', {'loupe': 'powerset_align.loupe', 'grain': 'powerset_align.grain'})
     if model is not None:
-        if method not in objectives.OBJECTIVES and method in lazy: importlib.import_module(lazy[method])
-        cls = objectives.OBJECTIVES.get(method)
-        if cls is not None:
-            sig = inspect.signature(cls.__init__).parameters
-            for k in ('embed_dim', 'dim'):
-                if k in sig and k not in config: config[k] = model.config.embed_dim
+        sig = inspect.signature(objectives.objective_class(method).__init__).parameters
+        for k in ('embed_dim', 'dim'):
+            if k in sig and k not in config: config[k] = model.config.embed_dim
     return objectives.make_objective(method, **config)
 
 def check_data(data): # 'scenes', a dataset object, or a path / glob / URL of data
@@ -497,8 +493,7 @@ def check_data(data): # 'scenes', a dataset object, or a path / glob / URL of da
                      f"CSV/TSV/JSONL caption file, a COCO captions JSON or webdataset .tar shards (no such file or directory)")
 
 def _make_train_loader(data, tokenizer, micro, model, seed, num_workers, needs, **kw):
-    "make_loader with the arguments it accepts (the data module may not take all of them)."
-    import inspect
+    "The training loader: `data.make_loader` for this model's image size, patch grid, text length and the objective's needs."
     from powerset_align.data import make_loader
     if data == 'scenes' and model.config.image_size != 64 and 'config' not in kw:
         from powerset_align.scenes import SceneConfig
@@ -506,8 +501,6 @@ def _make_train_loader(data, tokenizer, micro, model, seed, num_workers, needs, 
     args = dict(data=data, tokenizer=tokenizer, batch_size=micro, image_size=model.config.image_size, grid=model.grid,
                 split='train', seed=seed, num_workers=num_workers, with_descriptions='descriptions' in needs,
                 with_negatives='negatives' in needs, max_len=model.config.max_length, **kw)
-    sig = inspect.signature(make_loader).parameters
-    if not any(p.kind == p.VAR_KEYWORD for p in sig.values()): args = {k: v for k, v in args.items() if k in sig}
     return make_loader(**args)
 
 # %% ../nbs/40_train.ipynb #b56e11b2
@@ -716,7 +709,7 @@ def bench_train_steps(presets=('tiny',), # model presets to time
                      ) -> list[dict]:
     "Median training-step time of each objective and its ratio to CLIP, per preset (same model and batch)."
     from powerset_align import objectives
-    names = objectives.available_objectives() if hasattr(objectives, 'available_objectives') else sorted(objectives.OBJECTIVES)
+    names = objectives.available_objectives()
     methods = list(methods) if methods is not None else sorted(names)
     if 'clip' not in methods: methods = ['clip'] + methods
     rows = []
