@@ -131,7 +131,7 @@ class WordTokenizer:
     def from_scenes(cls, config=None): # a `scenes.SceneConfig`, None for the default
         "Vocabulary of the scene grammar (captions, descriptions, negatives, class prompts)."
         from powerset_align import scenes
-        words = scenes.vocabulary(config) if hasattr(scenes, 'vocabulary') else _scene_corpus_words(config)
+        words = scenes.vocabulary(config)
         return cls(sorted({w for t in words for w, _, _ in cls.split(t)}))
 
     def encode(self, text):
@@ -181,17 +181,6 @@ class WordTokenizer:
         if tuple(d['vocab'][:4]) != cls.specials:
             raise ValueError(f"path: {p} does not start with the specials {cls.specials}")
         return cls(d['vocab'])
-
-def _scene_corpus_words(config=None, n=64):
-    "Texts covering the scene grammar: its word lists, class prompts, and the texts of `n` generated scenes."
-    from powerset_align import scenes
-    cfg = config or scenes.SceneConfig()
-    texts = ['a and', *getattr(scenes, 'SIZES', ()), *cfg.colours, *cfg.shapes, *getattr(scenes, 'RELATIONS', ()),
-             *scenes.class_names(cfg), *[t.format('') for t in scenes.prompt_templates]]
-    for s in range(n):
-        sc = scenes.generate_scene(s, cfg)
-        texts += [sc.caption, *sc.descriptions, *sc.negatives.values()]
-    return texts
 
 # %% ../nbs/22_data.ipynb #529cfc83
 class HFTokenizer:

@@ -357,21 +357,19 @@ def bench_loupe_grain(batch_size:int=64, # B
     "Forward+backward time of clip vs grain vs loupe: loss only on the same embeddings, and full model steps; list of dicts (level, name, ms, ratio)."
     import time, statistics
     from types import SimpleNamespace
-    try: from powerset_align.loupe import LoupeObjective
-    except ImportError: LoupeObjective = None
+    from powerset_align.loupe import LoupeObjective
     sync = (lambda: torch.cuda.synchronize()) if str(device).startswith('cuda') else (lambda: None)
     def objectives(D):
         torch.manual_seed(seed)
         objs = {'clip': None, 'grain': GrainObjective(embed_dim=D, **(grain_config or {})).to(device)}
-        if LoupeObjective is not None:
-            cfg = dict(loupe_config or {})
-            objs['loupe (all sampled)'] = LoupeObjective(embed_dim=D, **{**cfg, 'use_unsil': False}).to(device)
-            objs['loupe + UNSIL'] = LoupeObjective(embed_dim=D, **{**cfg, 'unsil_warmup': 0}).to(device)
-            if unsil_sigma is not None:                                 # what a confident UNSIL costs: sigma ~ unsil_sigma
-                o = LoupeObjective(embed_dim=D, **{**cfg, 'unsil_warmup': 0}).to(device)
-                with torch.no_grad():
-                    for u in (o.unsil_tsa, o.unsil_fsa): u.sigma_head[-1].bias.fill_(math.log(unsil_sigma / (1 - unsil_sigma)))
-                objs[f'loupe + UNSIL s={unsil_sigma:g}'] = o
+        cfg = dict(loupe_config or {})
+        objs['loupe (all sampled)'] = LoupeObjective(embed_dim=D, **{**cfg, 'use_unsil': False}).to(device)
+        objs['loupe + UNSIL'] = LoupeObjective(embed_dim=D, **{**cfg, 'unsil_warmup': 0}).to(device)
+        if unsil_sigma is not None:                                 # what a confident UNSIL costs: sigma ~ unsil_sigma
+            o = LoupeObjective(embed_dim=D, **{**cfg, 'unsil_warmup': 0}).to(device)
+            with torch.no_grad():
+                for u in (o.unsil_tsa, o.unsil_fsa): u.sigma_head[-1].bias.fill_(math.log(unsil_sigma / (1 - unsil_sigma)))
+            objs[f'loupe + UNSIL s={unsil_sigma:g}'] = o
         return objs
     def timed(fns):
         for f in fns.values(): f()
