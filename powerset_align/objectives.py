@@ -7,7 +7,7 @@ __all__ = ['OBJECTIVES', 'gather_features', 'clip_loss', 'run_distributed', 'Tin
            'Objective', 'register_objective', 'available_objectives', 'objective_class', 'make_objective',
            'CLIPObjective', 'random_outputs_and_batch', 'FILIPObjective', 'SPARCObjective', 'pooled_embeddings',
            'powerclip_similarity', 'hardest_negative_triplet', 'PowerCLIPObjective', 'saved_tensor_bytes',
-           'bench_objectives', 'bench_training_step']
+           'bench_objectives']
 
 # %% ../nbs/31_objectives.ipynb #0a13a850
 import importlib
@@ -437,40 +437,6 @@ def bench_objectives(
             row['sbar_mb'] = 4 * batch_size ** 2 * n_regions * (n_leaves + n_nodes) / 2 ** 20   # S0 + s in float32
         if n in peak: row['peak_mb'] = peak[n]
         rows.append(row)
-    base = next((r['ms'] for r in rows if r['objective'] == 'clip'), None)
-    for r in rows: r['ratio_vs_clip'] = r['ms'] / base if base else float('nan')
-    return rows
-
-# %% ../nbs/31_objectives.ipynb #432a52c0
-def bench_training_step(
-    preset:str='tiny', # model preset of `models.build_model`
-    batch_size:int=256, # B
-    n_tokens:int=32, n_regions:int=10, n_leaves:int=16, n_nodes:int=24, # T, M, L, K
-    names:tuple=('clip', 'filip', 'sparc', 'powerclip'), # objectives to time
-    repeats:int=3, # timed steps (the fastest is reported: the machine is shared) after one warm-up
-    device:str='cpu', # 'cpu' or 'cuda'
-    seed:int=0,
-)->list: # dicts: objective, ms, ratio_vs_clip, preset, batch_size, P, T, M, L, K
-    "Forward + loss + backward time of a full training step (model included) per objective, relative to clip."
-    from powerset_align.models import build_model
-    model = build_model(preset, seed=seed).to(device)
-    P, H = model.grid ** 2, model.grid * model.config.vision['patch_size']
-    _, batch = random_outputs_and_batch(batch_size, 8, P, n_tokens, n_regions, n_leaves, n_nodes, seed=seed, requires_grad=False)
-    g = torch.Generator().manual_seed(seed)
-    batch.images = torch.rand(batch_size, 3, H, H, generator=g)
-    batch.input_ids = torch.randint(5, model.config.text['vocab_size'], (batch_size, n_tokens), generator=g)
-    batch.attention_mask = torch.ones(batch_size, n_tokens, dtype=torch.bool)
-    batch = type(batch)(**{k: v.to(device) for k, v in vars(batch).items()})
-    sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
-    objs, times = {n: make_objective(n).to(device) for n in names}, {n: [] for n in names}
-    for rep in range(repeats + 1):                       # round robin, so that load changes hit every objective alike
-        for n, obj in objs.items():
-            model.zero_grad(set_to_none=True)
-            sync(); t0 = time.perf_counter()
-            obj(model(batch), batch)['loss'].backward()
-            sync(); times[n].append(time.perf_counter() - t0)
-    rows = [dict(objective=n, ms=1e3 * min(times[n][1:]), preset=preset, batch_size=batch_size, P=P, T=n_tokens,
-                 M=n_regions, L=n_leaves, K=n_nodes, device=str(device)) for n in names]
     base = next((r['ms'] for r in rows if r['objective'] == 'clip'), None)
     for r in rows: r['ratio_vs_clip'] = r['ms'] / base if base else float('nan')
     return rows
