@@ -323,7 +323,7 @@ def bench(out='runs/bench', # output directory: bench.json and bench.md
           verbose=True, # print the table
          ) -> dict: # {'rows': [figure rows], 'raw': {key: result or error}, 'missing': [...], 'table': markdown}
     "Measure DESIGN.md's performance figures (as ratios within one run) with each module's bench function."
-    import importlib, inspect
+    import importlib
     keys = [b[0] for b in BENCHES]
     sel = keys if only is None else [k.strip() for k in (only.split(',') if isinstance(only, str) else only)]
     bad = [k for k in sel if k not in keys + ['import']]
@@ -341,7 +341,6 @@ def bench(out='runs/bench', # output directory: bench.json and bench.md
                 D = _tiny_dim()
                 kw.update(methods=[m for m in ('clip', 'filip', 'sparc', 'powerclip', 'grain', 'loupe') if m in valid_methods()],
                           objective_kwargs={'grain': dict(embed_dim=D), 'loupe': dict(embed_dim=D, unsil_warmup=0)})
-            kw = {k: v for k, v in kw.items() if k in inspect.signature(f).parameters}
             t0 = time.perf_counter()
             try: res = f(**kw)
             except Exception as e:
