@@ -728,8 +728,8 @@ def bench_train_steps(presets=('tiny',), # model presets to time
         for m in methods:
             for _ in range(warmup_steps): trs[m].train_step([batch])
         times = {m: [] for m in methods}
-        for _ in range(steps):
-            for m in methods:
+        for r in range(steps):
+            for m in methods[r % len(methods):] + methods[:r % len(methods)]:    # rotate: no method always follows the same one
                 sync(); t0 = now(); trs[m].train_step([batch]); sync()
                 times[m].append(now() - t0)
         ref = float(np.median(times['clip']))
