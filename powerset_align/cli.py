@@ -280,14 +280,19 @@ def _ratio_rows(res, what, targets=True):
                          ok=None if tgt is None else float(ratio) <= tgt))
     return rows
 
-NLA_TARGETS = {10: 40, 16: 500}   # DESIGN asked 100x at M = 10, beyond the 56x op-count ratio: see 10_powerset, "Benchmark"
+NLA_TARGETS = {10: 50, 16: 1000}   # fused path; DESIGN's 100x at M = 10 is twice the op-count ratio: 10_powerset, "Benchmark"
 
 def _nla_rows(res):
-    tg = NLA_TARGETS
-    return [dict(figure=f'NLA vs exact powerset speedup per pair, M={r["M"]} (op-count ratio {r.get("op_ratio", 0):.0f}x)',
-                 value=r['speedup'], target=f'>= {tg.get(r["M"], "-")}',
-                 ok=(r['speedup'] >= tg[r['M']]) and r.get('t1_in_bounds', True) and r.get('t2_bracket_ok', True) if r['M'] in tg else None)
-            for r in res]
+    rows = []
+    for r in res:
+        M, bounds = r['M'], r.get('t1_in_bounds', True) and r.get('t2_bracket_ok', True)
+        name = f'NLA vs exact powerset speedup per pair, M={M} (op-count ratio {r.get("op_ratio", 0):.0f}x)'
+        rows.append(dict(figure=f'{name}, eager', value=r['speedup'], target=None, ok=None))
+        fused, tg = r.get('speedup_compiled'), NLA_TARGETS.get(M)
+        rows.append(dict(figure=f'{name}, fused (compile=True)', value=fused, target=tg and f'>= {tg}',
+                         ok=None if tg is None or fused is None else fused >= tg and bounds,
+                         note=None if fused is not None else 'torch.compile unavailable'))
+    return rows
 
 def _exact_rows(res):
     return [dict(figure=f'exact Shapley values, {res["n"]} players (s)', value=res['seconds'], target='< 0.5', ok=res['seconds'] < .5)]
@@ -310,7 +315,7 @@ def _tiny_dim():
 
 # (key, module, function, kwargs for a quick run, kwargs for the full run, rows(result))
 BENCHES = [
-    ('nla_vs_exact', 'powerset', 'bench_nla_vs_exact', dict(Ms=(10, 16), work=2 ** 18, nla_pairs=64, repeats=1), dict(Ms=(10, 16)), _nla_rows),
+    ('nla_vs_exact', 'powerset', 'bench_nla_vs_exact', dict(Ms=(10, 16), work=2 ** 18, nla_pairs=64, repeats=1, compiled=False), dict(Ms=(10, 16)), _nla_rows),
     ('objective_overhead', 'objectives', 'bench_objectives', dict(batch_size=8, repeats=1), dict(batch_size=64), lambda r: _ratio_rows(r, 'loss only, fwd+bwd', False)),
     ('loupe_grain_overhead', 'grain', 'bench_loupe_grain', dict(batch_size=8, repeats=1), {}, lambda r: _ratio_rows(r, 'loss only, fwd+bwd')),
     ('train_step_overhead', 'train', 'bench_train_steps', dict(steps=2, batch_size=8, warmup_steps=1), dict(steps=10, batch_size=32),

@@ -10,6 +10,8 @@ __all__ = ['LOG2', 'AUTO_CHUNK_ELEMS', 'node_scores', 'exact_t2r', 'exact_r2t', 
 # %% ../nbs/10_powerset.ipynb #ecc100a0
 import math
 import time
+import warnings
+from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -219,8 +221,18 @@ class _SoftplusSum(torch.autograd.Function):
         if rv is not None: gx.mul_(rv[..., None].to(gx.dtype))
         return gx, None
 
+def _softplus_sum_product(x, region_valid):
+    "sum_m softplus(x_mk) = sum_m ReLU(x_mk) + log prod_m (1 + e^-|x_mk|): one log per node instead of one per region."
+    e, r = torch.exp(-x.abs().clamp_max(40.0)), x.relu()
+    if region_valid is not None:
+        keep = region_valid[..., None].to(x.dtype)
+        e, r = e * keep, r * keep
+    logs = [torch.log((1.0 + part).prod(-2)) for part in e.split(64, -2)]   # <= 64 factors in [1, 2]: no overflow
+    return r.sum(-2) + sum(logs)
+
 def _softplus_sum(x, region_valid):
     "sum over valid regions m of softplus(x_mk): (..., M, K) -> (..., K)."
+    if torch.compiler.is_compiling(): return _softplus_sum_product(x, region_valid)   # the form a fused kernel does best
     if torch.is_grad_enabled() and x.requires_grad: return _SoftplusSum.apply(x, region_valid)
     return _softplus_sum_nograd(x, region_valid)
 
@@ -303,6 +315,21 @@ def nla_t2(S0:Tensor, # leaf similarities (..., M, L)
     return _chunked(f, (S0, node_leaf, rv, nv), (2, 2, 1, 1), batch, chunk_size, checkpoint, S0.shape[-2], node_leaf.shape[-2])
 
 # %% ../nbs/10_powerset.ipynb #8ac19bd0
+def _sbar_from_x(x, rv, nv, tau, beta, zeta):
+    "S-bar from scaled node scores x = s / tau (..., M, K): layers 2-3 of both NLAs."
+    sp = _softplus_sum(x, rv)
+    t1 = _t1_layer3(tau * sp, nv)
+    if abs(beta * tau - 1.0) < 1e-12: return t1 + _t2_from_x(x, rv, nv, beta, zeta, sp)   # default: one softplus for both
+    return t1 + _t2_from_x(x * (beta * tau), rv, nv, beta, zeta)
+
+def _sbar(S0, nl, rv, nv, tau, beta, zeta): return _sbar_from_x(_node_scores(S0, nl, rv, nv, 1.0 / tau), rv, nv, tau, beta, zeta)
+
+_COMPILED = {}
+def _compiled(fn):
+    "torch.compile(fn), wrapped once per function; each new shape, dtype or constant (tau, beta, zeta) compiles on first use."
+    if fn not in _COMPILED: _COMPILED[fn] = torch.compile(fn)
+    return _COMPILED[fn]
+
 def powerset_similarity(S0:Tensor, # leaf similarities (..., M, L); all pairs: (Bi, Bj, M, L)
                         node_leaf:Tensor, # 0/1 node-leaf incidence (..., K, L); all pairs: (Bj, K, L)
                         tau:float=1e-3, # NLA-T1 temperature
@@ -312,18 +339,14 @@ def powerset_similarity(S0:Tensor, # leaf similarities (..., M, L); all pairs: (
                         node_valid:Tensor|None=None, # (..., K) bool; all pairs: (Bj, K)
                         chunk_size:int|None=None, # chunks of the first batch dim (images); None: cache-sized without grad, one piece with grad
                         checkpoint:bool=False, # recompute each chunk in backward
+                        compile:bool=False, # fuse layers 2-3 with torch.compile (a C++ compiler on CPU; the first call compiles)
                        ) -> Tensor: # S-bar (...), e.g. (Bi, Bj)
     "PowerCLIP's S-bar = nla_t1 + nla_t2 with a shared first layer; S0 (..., M, L), node_leaf (..., K, L) -> (...)"
     tau = _check_pos('tau', tau)
     beta = 1e3 if beta is None else _check_pos('beta', beta)
     zeta = _check_zeta(zeta); _check_chunk(chunk_size)
     S0, node_leaf, rv, nv, batch = _check_inputs(S0, node_leaf, region_valid, node_valid)
-    def f(S0, nl, rv, nv):
-        x = _node_scores(S0, nl, rv, nv, 1.0 / tau)              # s / tau
-        sp = _softplus_sum(x, rv)
-        t1 = _t1_layer3(tau * sp, nv)
-        if abs(beta * tau - 1.0) < 1e-12: return t1 + _t2_from_x(x, rv, nv, beta, zeta, sp)   # default: one softplus for both
-        return t1 + _t2_from_x(x * (beta * tau), rv, nv, beta, zeta)
+    f = partial(_compiled(_sbar) if compile else _sbar, tau=tau, beta=beta, zeta=zeta)
     return _chunked(f, (S0, node_leaf, rv, nv), (2, 2, 1, 1), batch, chunk_size, checkpoint, S0.shape[-2], node_leaf.shape[-2])
 
 # %% ../nbs/10_powerset.ipynb #b27321f8
@@ -351,11 +374,7 @@ def powerset_similarity_from_scores(s:Tensor, # layer-1 scores s_mB (..., M, K);
         s = s.to(dt)
         if rv is not None: s = torch.where(rv[..., None], s, 0.)
         if nv is not None: s = torch.where(nv[..., None, :], s, 0.)
-        x = s * (1.0 / tau)
-        sp = _softplus_sum(x, rv)
-        t1 = _t1_layer3(tau * sp, nv)
-        if abs(beta * tau - 1.0) < 1e-12: return t1 + _t2_from_x(x, rv, nv, beta, zeta, sp)
-        return t1 + _t2_from_x(s * beta, rv, nv, beta, zeta)
+        return _sbar_from_x(s * (1.0 / tau), rv, nv, tau, beta, zeta)
     return _chunked(f, (s, rv, nv), (2, 1, 1), batch, chunk_size, checkpoint, M, K)
 
 # %% ../nbs/10_powerset.ipynb #e3ab307b
@@ -419,6 +438,7 @@ def bench_nla_vs_exact(Ms=(10, 16), # numbers of regions to time
                        nla_pairs:int=4096, # NLA side: at least this many pairs (a batch big enough that per-call overhead is amortised)
                        check_pairs:int=64, # the bounds are checked in float64 on (at most) this many pairs
                        dtype:torch.dtype=torch.float32, # dtype of the timed computation
+                       compiled:bool=True, # also time powerset_similarity(compile=True) (speedup_compiled; None if it cannot compile)
                       ) -> list: # one dict per M; speed-ups are ratios of time per pair
     "Time exact against NLA per pair on the same random data (fused: Q-bar vs S-bar; separate: T2R+R2T vs T1+T2); check the bounds."
     beta = 1.0 / tau if beta is None else beta
@@ -435,6 +455,10 @@ def bench_nla_vs_exact(Ms=(10, 16), # numbers of regions to time
             t_exact, t_nla = _race(lambda: exact_similarity(S0e, NL[:se]), lambda: powerset_similarity(S0n, NL, tau, beta, zeta), repeats)
             t_exact_sep, t_nla_sep = _race(lambda: (exact_t2r(S0e, NL[:se]), exact_r2t(S0e, NL[:se])),
                                            lambda: (nla_t1(S0n, NL, tau), nla_t2(S0n, NL, beta, zeta)), repeats)
+            t_fused = None
+            if compiled:
+                try: t_fused = _race(lambda: None, lambda: powerset_similarity(S0n, NL, tau, beta, zeta, compile=True), repeats)[1]
+                except Exception as e: warnings.warn(f"bench_nla_vs_exact: compile=True failed ({type(e).__name__}: {e}); eager figures only")
             c = max(1, min(se, int(check_pairs ** 0.5)))
             S, N = S0n[:c, :c].double(), NL[:c].double()
             q1, q2 = exact_t2r(S, N), exact_r2t(S, N)
@@ -444,6 +468,7 @@ def bench_nla_vs_exact(Ms=(10, 16), # numbers of regions to time
         rows.append(dict(M=M, L=L, K=K, exact_pairs=pe, nla_pairs=pn, threads=torch.get_num_threads(),
                          exact_s=t_exact, nla_s=t_nla, speedup=(t_exact / pe) / (t_nla / pn),
                          exact_sep_s=t_exact_sep, nla_sep_s=t_nla_sep, speedup_sep=(t_exact_sep / pe) / (t_nla_sep / pn),
+                         nla_compiled_s=t_fused, speedup_compiled=t_fused and (t_exact / pe) / (t_fused / pn),
                          op_ratio=ops_exact / ops_nla,
                          t1_max_err=(t1 - q1).abs().max().item(), t1_bound=tau * M * LOG2,
                          t1_in_bounds=bool(((t1 - q1) >= -1e-9).all() and ((t1 - q1) <= tau * M * LOG2 + 1e-9).all()),
