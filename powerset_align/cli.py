@@ -318,7 +318,7 @@ BENCHES = [
     ('nla_vs_exact', 'powerset', 'bench_nla_vs_exact', dict(Ms=(10, 16), work=2 ** 18, nla_pairs=64, repeats=1, compiled=False), dict(Ms=(10, 16)), _nla_rows),
     ('objective_overhead', 'objectives', 'bench_objectives', dict(batch_size=8, repeats=1), dict(batch_size=64), lambda r: _ratio_rows(r, 'loss only, fwd+bwd', False)),
     ('loupe_grain_overhead', 'grain', 'bench_loupe_grain', dict(batch_size=8, repeats=1), {}, lambda r: _ratio_rows(r, 'loss only, fwd+bwd')),
-    ('train_step_overhead', 'train', 'bench_train_steps', dict(steps=2, batch_size=8, warmup_steps=1), dict(steps=10, batch_size=32),
+    ('train_step_overhead', 'train', 'bench_train_steps', dict(steps=2, batch_size=8, warmup_steps=1), dict(steps=20, batch_size=32),
      lambda r: _ratio_rows(r, 'training step')),
     ('shapley_exact_15', 'shapley', 'bench_exact', dict(n=15, repeats=1), dict(n=15), _exact_rows),
     ('shapley_vs_captum', 'shapley', 'bench_vs_captum', dict(captum_samples=(4,), ours_samples=(2, 4, 8), repeats=1), {}, _captum_rows),
