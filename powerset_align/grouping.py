@@ -20,28 +20,41 @@ def _shape_error(name, expected, got):
 _fp32_forward = partial(torch.amp.custom_fwd, device_type='cuda', cast_inputs=torch.float32)   # losses in float32 under autocast
 _same_backward = partial(torch.amp.custom_bwd, device_type='cuda')
 
+def _minmax_forward(sim, thr, eps):
+    "SPARC weights w (..., T, P) and what their backward needs."
+    mn, mx = sim.aminmax(dim=-1, keepdim=True)
+    d, rng = sim - mn, mx - mn
+    s = torch.where(d >= thr * rng, d, 0.)              # (sim - mn)/rng >= thr; the 1/rng cancels in the renormalisation
+    flat = rng <= eps
+    s = torch.where(flat, 1., s)                         # constant row: every patch equally similar
+    total = s.sum(-1, keepdim=True)                      # the arg-max keeps d = rng > 0, so total > 0
+    w = s / total
+    return w, (sim == mn, s, w, total, flat)
+
+def _minmax_backward(saved, gw):
+    "d loss / d sim from d loss / d w."
+    at_min, s, w, total, flat = saved
+    ds = (gw - (gw * w).sum(-1, keepdim=True)) / total   # through w = s / sum(s)
+    ds = torch.where((s > 0) & ~flat, ds, 0.)            # pruned entries and constant rows: no gradient
+    at_min = at_min.to(ds.dtype)                         # d = sim - min: tied minima share d/d(min), as in amin
+    return ds - at_min * (ds.sum(-1, keepdim=True) / at_min.sum(-1, keepdim=True))
+
 class _MinMaxWeights(torch.autograd.Function):
     "SPARC weights with a hand-written backward: autograd's graph of the same maths has about three times as many small ops."
     @staticmethod
     @_fp32_forward
     def forward(ctx, sim, thr, eps):
-        mn, mx = sim.aminmax(dim=-1, keepdim=True)
-        d, rng = sim - mn, mx - mn
-        s = torch.where(d >= thr * rng, d, 0.)          # (sim - mn)/rng >= thr; the 1/rng cancels in the renormalisation
-        flat = rng <= eps
-        s = torch.where(flat, 1., s)                     # constant row: every patch equally similar
-        total = s.sum(-1, keepdim=True)                  # the arg-max keeps d = rng > 0, so total > 0
-        w = s / total
-        ctx.save_for_backward(sim, mn, s, w, total, flat)
+        w, ctx.saved = _minmax_forward(sim, thr, eps)
         return w
     @staticmethod
     @_same_backward
-    def backward(ctx, gw):
-        sim, mn, s, w, total, flat = ctx.saved_tensors
-        ds = (gw - (gw * w).sum(-1, keepdim=True)) / total             # through w = s / sum(s)
-        ds = torch.where((s > 0) & ~flat, ds, 0.)                      # pruned entries and constant rows: no gradient
-        at_min = (sim == mn).to(ds.dtype)                              # d = sim - min: tied minima share d/d(min), as in amin
-        return ds - at_min * (ds.sum(-1, keepdim=True) / at_min.sum(-1, keepdim=True)), None, None
+    def backward(ctx, gw): return _minmax_backward(ctx.saved, gw), None, None
+
+def _threshold(threshold, P):
+    "The min-max threshold: 1/P by default, else a number in [0, 1]."
+    thr = 1.0 / P if threshold is None else float(threshold)
+    if not 0.0 <= thr <= 1.0: raise ValueError(f"`threshold` must be in [0, 1] (min-max values live there), got {threshold}")
+    return thr
 
 def sparc_weights(
     sim:torch.Tensor, # token-to-patch similarities (..., T, P)
@@ -50,12 +63,16 @@ def sparc_weights(
 )->torch.Tensor: # alignment weights (..., T, P); every row sums to one
     "SPARC sparse alignment weights: min-max `sim` (..., T, P) over patches, zero below `threshold`, renormalise rows."
     if sim.dim() < 2: raise _shape_error('sim', '(..., T, P)', sim)
-    P = sim.shape[-1]
-    thr = 1.0 / P if threshold is None else float(threshold)
-    if not 0.0 <= thr <= 1.0: raise ValueError(f"`threshold` must be in [0, 1] (min-max values live there), got {threshold}")
-    return _MinMaxWeights.apply(sim, thr, eps)
+    return _MinMaxWeights.apply(sim, _threshold(threshold, sim.shape[-1]), eps)
 
 # %% ../nbs/11_grouping.ipynb #ea5a777f
+def _check_patches_tokens(patch_emb, token_emb, weighting):
+    if patch_emb.dim() != 3: raise _shape_error('patch_emb', '(B, P, D)', patch_emb)
+    B, P, D = patch_emb.shape
+    if token_emb.dim() != 3 or token_emb.shape[0] != B or token_emb.shape[2] != D:
+        raise _shape_error('token_emb', f'({B}, T, {D})', token_emb)
+    if weighting not in ('minmax', 'softmax'): raise ValueError(f"`weighting` must be 'minmax' or 'softmax', got {weighting!r}")
+
 def sparc_grouped_embeddings(
     patch_emb:torch.Tensor, # projected patch embeddings (B, P, D), not normalised
     token_emb:torch.Tensor, # projected token embeddings (B, T, D), not normalised
@@ -64,14 +81,9 @@ def sparc_grouped_embeddings(
     return_weights:bool=False, # also return the alignment weights (B, T, P)
 ):
     "Language-grouped vision embeddings c_l = sum_p a_lp v_p: patch_emb (B,P,D), token_emb (B,T,D) -> (B,T,D)."
-    if patch_emb.dim() != 3: raise _shape_error('patch_emb', '(B, P, D)', patch_emb)
-    B, P, D = patch_emb.shape
-    if token_emb.dim() != 3 or token_emb.shape[0] != B or token_emb.shape[2] != D:
-        raise _shape_error('token_emb', f'({B}, T, {D})', token_emb)
+    _check_patches_tokens(patch_emb, token_emb, weighting)
     sim = torch.bmm(token_emb, patch_emb.transpose(1, 2))            # (B, T, P)
-    if weighting == 'minmax': w = sparc_weights(sim, threshold)
-    elif weighting == 'softmax': w = sim.softmax(-1)
-    else: raise ValueError(f"`weighting` must be 'minmax' or 'softmax', got {weighting!r}")
+    w = sparc_weights(sim, threshold) if weighting == 'minmax' else sim.softmax(-1)
     grouped = torch.bmm(w, patch_emb)                                # (B, T, D)
     return (grouped, w) if return_weights else grouped
 
@@ -88,37 +100,55 @@ def _masked_lse(x, keep, dim):
     x = x.masked_fill(~keep, torch.finfo(x.dtype).min)
     return torch.logsumexp(torch.maximum(x, x.amax(dim, keepdim=True) - 80.0), dim)
 
-class _TokenInfoNCE(torch.autograd.Function):
-    "Per-token InfoNCE both ways inside each caption (B, T), on L2-normalised c and t, with a hand-written backward."
+def _infonce_forward(c_raw, t_raw, mask, scale):
+    "Per-token InfoNCE both ways inside each caption (B, T), on L2-normalised c and t, and what its backward needs."
+    cn, tn = c_raw.norm(dim=-1, keepdim=True), t_raw.norm(dim=-1, keepdim=True)
+    c, t = c_raw / cn.clamp_min(1e-12), t_raw / tn.clamp_min(1e-12)         # F.normalize
+    cos = torch.bmm(c, t.transpose(1, 2))                                      # (B, T, T): row l = c_l, column m = t_m
+    logits = scale * cos
+    row = _masked_lse(logits, mask[:, None, :], -1)                            # c_l against the valid tokens
+    col = _masked_lse(logits, mask[:, :, None], -2)                            # t_m against the valid grouped embeddings
+    ce = torch.where(mask, 0.5 * (row + col) - logits.diagonal(dim1=-2, dim2=-1), 0.)
+    return ce, (c, t, cn, tn, cos, row, col, mask, scale)
+
+def _infonce_backward(saved, g):
+    "d loss / d (c_raw, t_raw, scale) from d loss / d ce."
+    c, t, cn, tn, cos, row, col, mask, scale = saved
+    a = torch.where(mask, g, 0.)
+    logits = scale * cos
+    p_row = torch.exp(logits - row[..., None]).masked_fill_(~mask[:, None, :], 0.)      # softmax over valid columns
+    p_col = torch.exp(logits - col[:, None, :]).masked_fill_(~mask[:, :, None], 0.)     # softmax over valid rows
+    gl = p_row.mul_(0.5 * a[..., None]).add_(p_col.mul_(0.5 * a[:, None, :]))
+    gl.diagonal(dim1=-2, dim2=-1).sub_(a)                                      # d loss / d logits
+    gscale = (gl * cos).sum()
+    gl.mul_(scale)
+    gc, gt = torch.bmm(gl, t), torch.bmm(gl.transpose(1, 2), c)
+    def unnormalise(gx, x, n):                                                 # backward of x / max(|x|, 1e-12)
+        radial = (n >= 1e-12).to(gx.dtype) * (gx * x).sum(-1, keepdim=True)
+        return (gx - x * radial) / n.clamp_min(1e-12)
+    return unnormalise(gc, c, cn), unnormalise(gt, t, tn), gscale
+
+class _SparcLocalLoss(torch.autograd.Function):
+    "Per-token SPARC loss (B, T): grouping weights, grouped embeddings and InfoNCE in one node with a hand-written backward."
     @staticmethod
     @_fp32_forward
-    def forward(ctx, c_raw, t_raw, mask, scale):
-        cn, tn = c_raw.norm(dim=-1, keepdim=True), t_raw.norm(dim=-1, keepdim=True)
-        c, t = c_raw / cn.clamp_min(1e-12), t_raw / tn.clamp_min(1e-12)       # F.normalize
-        cos = torch.bmm(c, t.transpose(1, 2))                                    # (B, T, T): row l = c_l, column m = t_m
-        logits = scale * cos
-        row = _masked_lse(logits, mask[:, None, :], -1)                          # c_l against the valid tokens
-        col = _masked_lse(logits, mask[:, :, None], -2)                          # t_m against the valid grouped embeddings
-        ce = torch.where(mask, 0.5 * (row + col) - logits.diagonal(dim1=-2, dim2=-1), 0.)
-        ctx.save_for_backward(c, t, cn, tn, cos, row, col, mask, scale)
+    def forward(ctx, patch_emb, token_emb, mask, scale, thr, eps, softmax):
+        sim = torch.bmm(token_emb, patch_emb.transpose(1, 2))                 # (B, T, P)
+        w, ctx.weights = (sim.softmax(-1), None) if softmax else _minmax_forward(sim, thr, eps)
+        ce, ctx.infonce = _infonce_forward(torch.bmm(w, patch_emb), token_emb, mask, scale)
+        ctx.save_for_backward(patch_emb, token_emb, w)
         return ce
     @staticmethod
     @_same_backward
     def backward(ctx, g):
-        c, t, cn, tn, cos, row, col, mask, scale = ctx.saved_tensors
-        a = torch.where(mask, g, 0.)
-        logits = scale * cos
-        p_row = torch.exp(logits - row[..., None]).masked_fill_(~mask[:, None, :], 0.)      # softmax over valid columns
-        p_col = torch.exp(logits - col[:, None, :]).masked_fill_(~mask[:, :, None], 0.)     # softmax over valid rows
-        gl = p_row.mul_(0.5 * a[..., None]).add_(p_col.mul_(0.5 * a[:, None, :]))
-        gl.diagonal(dim1=-2, dim2=-1).sub_(a)                                    # d loss / d logits
-        gscale = (gl * cos).sum() if ctx.needs_input_grad[3] else None
-        gl.mul_(scale)
-        gc, gt = torch.bmm(gl, t), torch.bmm(gl.transpose(1, 2), c)
-        def unnormalise(gx, x, n):                                               # backward of x / max(|x|, 1e-12)
-            radial = (n >= 1e-12).to(gx.dtype) * (gx * x).sum(-1, keepdim=True)
-            return (gx - x * radial) / n.clamp_min(1e-12)
-        return unnormalise(gc, c, cn), unnormalise(gt, t, tn), None, gscale
+        patch_emb, token_emb, w = ctx.saved_tensors
+        g_grouped, g_token, g_scale = _infonce_backward(ctx.infonce, g)
+        gw = torch.bmm(g_grouped, patch_emb.transpose(1, 2))
+        g_patch = torch.bmm(w.transpose(1, 2), g_grouped)
+        g_sim = w * (gw - (gw * w).sum(-1, keepdim=True)) if ctx.weights is None else _minmax_backward(ctx.weights, gw)
+        g_token = g_token + torch.bmm(g_sim, patch_emb)
+        g_patch = g_patch + torch.bmm(g_sim.transpose(1, 2), token_emb)
+        return g_patch, g_token, None, g_scale if ctx.needs_input_grad[3] else None, None, None, None
 
 def sparc_loss(
     patch_emb:torch.Tensor, # projected patch embeddings (B, P, D), not normalised
@@ -138,8 +168,8 @@ def sparc_loss(
     scale = _scale_from(temperature, logit_scale)
     dt = torch.promote_types(token_emb.dtype, torch.float32)
     scale = scale.to(dt) if torch.is_tensor(scale) else torch.tensor(float(scale), dtype=dt, device=token_emb.device)
-    grouped = sparc_grouped_embeddings(patch_emb, token_emb, threshold, weighting)
-    ce = _TokenInfoNCE.apply(grouped, token_emb, mask, scale)                 # (B, T), zero on padding
+    _check_patches_tokens(patch_emb, token_emb, weighting)
+    ce = _SparcLocalLoss.apply(patch_emb, token_emb, mask, scale, _threshold(threshold, patch_emb.shape[1]), 1e-6, weighting == 'softmax')   # (B, T), zero on padding
     n = mask.sum(1).to(ce.dtype)                                               # valid tokens per caption
     if average == 'tokens': return ce.sum() / n.sum().clamp_min(1)
     if average == 'samples':

@@ -702,7 +702,7 @@ def ddp_check(method:str='clip', # objective to check
 def bench_train_steps(presets=('tiny',), # model presets to time
                       methods=None, # objective names (None: every registered one); 'clip' is always included
                       steps:int=10, # timed steps per method
-                      batch_size:int=16, # samples per step
+                      batch_size:int=32, # samples per step (32: the default of `train`)
                       warmup_steps:int=2, # untimed steps per method first
                       seed:int=0, device:str='cpu', objective_kwargs:dict|None=None,
                       clock:str|None=None, # 'cpu' (process CPU time: robust on a shared machine) or 'wall'; None: cpu on CPU
