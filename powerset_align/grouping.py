@@ -8,7 +8,7 @@ __all__ = ['sparc_weights', 'sparc_grouped_embeddings', 'sparc_loss', 'filip_sim
 
 # %% ../nbs/11_grouping.ipynb #9c75b988
 import math
-from functools import partial
+from functools import wraps
 import torch
 import torch.nn.functional as F
 
@@ -17,8 +17,14 @@ def _shape_error(name, expected, got):
     "A ValueError naming the argument, the expected and the received shape."
     return ValueError(f"`{name}` must have shape {expected}, got {tuple(got.shape)}")
 
-_fp32_forward = partial(torch.amp.custom_fwd, device_type='cuda', cast_inputs=torch.float32)   # losses in float32 under autocast
-_same_backward = partial(torch.amp.custom_bwd, device_type='cuda')
+def _float32(fn):
+    "Run an autograd.Function's forward or backward with autocast off and half-precision tensors in float32 (any device)."
+    @wraps(fn)
+    def run(ctx, *args):
+        dev = next((a.device.type for a in args if torch.is_tensor(a)), 'cpu')
+        with torch.autocast(dev, enabled=False):
+            return fn(ctx, *(a.float() if torch.is_tensor(a) and a.dtype in (torch.float16, torch.bfloat16) else a for a in args))
+    return run
 
 def _minmax_forward(sim, thr, eps):
     "SPARC weights w (..., T, P) and what their backward needs."
@@ -42,12 +48,12 @@ def _minmax_backward(saved, gw):
 class _MinMaxWeights(torch.autograd.Function):
     "SPARC weights with a hand-written backward: autograd's graph of the same maths has about three times as many small ops."
     @staticmethod
-    @_fp32_forward
+    @_float32
     def forward(ctx, sim, thr, eps):
         w, ctx.saved = _minmax_forward(sim, thr, eps)
         return w
     @staticmethod
-    @_same_backward
+    @_float32
     def backward(ctx, gw): return _minmax_backward(ctx.saved, gw), None, None
 
 def _threshold(threshold, P):
@@ -131,7 +137,7 @@ def _infonce_backward(saved, g):
 class _SparcLocalLoss(torch.autograd.Function):
     "Per-token SPARC loss (B, T): grouping weights, grouped embeddings and InfoNCE in one node with a hand-written backward."
     @staticmethod
-    @_fp32_forward
+    @_float32
     def forward(ctx, patch_emb, token_emb, mask, scale, thr, eps, softmax):
         sim = torch.bmm(token_emb, patch_emb.transpose(1, 2))                 # (B, T, P)
         w, ctx.weights = (sim.softmax(-1), None) if softmax else _minmax_forward(sim, thr, eps)
@@ -139,7 +145,7 @@ class _SparcLocalLoss(torch.autograd.Function):
         ctx.save_for_backward(patch_emb, token_emb, w)
         return ce
     @staticmethod
-    @_same_backward
+    @_float32
     def backward(ctx, g):
         patch_emb, token_emb, w = ctx.saved_tensors
         g_grouped, g_token, g_scale = _infonce_backward(ctx.infonce, g)
