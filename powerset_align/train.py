@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_train.ipynb #ccf3b794
 from __future__ import annotations
-import csv, glob, json, math, os, random, re, tempfile, time, warnings
+import csv, glob, json, math, os, random, re, sys, tempfile, time, warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field, asdict, fields, is_dataclass, replace
 from types import SimpleNamespace
@@ -667,6 +667,8 @@ def _ddp_child():
         res = grad_probe(**args['probe'])
         if dist.get_rank() == 0: torch.save(res, args['path'])
     finally: dist.destroy_process_group()
+    sys.stdout.flush()
+    os._exit(0)     # skip interpreter teardown, where gloo's threads now and then abort ("terminate called without an active exception")
 
 def ddp_check(method:str='clip', # objective to check
               world_size:int=2, # number of CPU processes
@@ -674,7 +676,7 @@ def ddp_check(method:str='clip', # objective to check
               timeout:float=300, # seconds
              ) -> dict:
     "Loss and gradient differences between `world_size` gloo processes and one process on the same global batch."
-    import socket, subprocess, sys
+    import socket, subprocess
     probe = dict(method=method, preset=preset, batch_size=batch_size, seed=seed, objective_kwargs=objective_kwargs)
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, 'rank0.pt')
