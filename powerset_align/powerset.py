@@ -406,14 +406,13 @@ def _time_once(fn, min_time=0.05):
         dt = time.perf_counter() - t0
         if dt >= min_time: return dt / n
 
-def _race(slow, fast, rounds=3):
-    "Best times of two functions measured in alternating rounds, so that both see the same machine load."
-    slow(); fast()
-    ts, tf = math.inf, math.inf
+def _race(*fns, rounds=3):
+    "Best seconds per call of each function, measured in alternating rounds so that all of them see the same machine load."
+    for f in fns: f()
+    best = [math.inf] * len(fns)
     for _ in range(rounds):
-        ts = min(ts, _time_once(slow, 0.0))
-        tf = min(tf, _time_once(fast, 0.05))
-    return ts, tf
+        for i, f in enumerate(fns): best[i] = min(best[i], _time_once(f))
+    return best
 
 def ops_per_pair(M:int, # regions
                  L:int, # leaves
@@ -452,13 +451,17 @@ def bench_nla_vs_exact(Ms=(10, 16), # numbers of regions to time
         S0e = S0n[:se, :se].contiguous()                 # the exact side times a block of the same data
         pe, pn = se * se, sn * sn
         with torch.no_grad():
-            t_exact, t_nla = _race(lambda: exact_similarity(S0e, NL[:se]), lambda: powerset_similarity(S0n, NL, tau, beta, zeta), repeats)
-            t_exact_sep, t_nla_sep = _race(lambda: (exact_t2r(S0e, NL[:se]), exact_r2t(S0e, NL[:se])),
-                                           lambda: (nla_t1(S0n, NL, tau), nla_t2(S0n, NL, beta, zeta)), repeats)
-            t_fused = None
+            fused = lambda: powerset_similarity(S0n, NL, tau, beta, zeta, compile=True)
             if compiled:
-                try: t_fused = _race(lambda: None, lambda: powerset_similarity(S0n, NL, tau, beta, zeta, compile=True), repeats)[1]
-                except Exception as e: warnings.warn(f"bench_nla_vs_exact: compile=True failed ({type(e).__name__}: {e}); eager figures only")
+                try: fused()                             # compiles (seconds) before the timed rounds
+                except Exception as e:
+                    warnings.warn(f"bench_nla_vs_exact: compile=True failed ({type(e).__name__}: {e}); eager figures only")
+                    compiled = False
+            times = _race(lambda: exact_similarity(S0e, NL[:se]), lambda: powerset_similarity(S0n, NL, tau, beta, zeta),
+                          *([fused] if compiled else []), rounds=repeats)
+            t_exact, t_nla, t_fused = times[0], times[1], times[2] if compiled else None
+            t_exact_sep, t_nla_sep = _race(lambda: (exact_t2r(S0e, NL[:se]), exact_r2t(S0e, NL[:se])),
+                                           lambda: (nla_t1(S0n, NL, tau), nla_t2(S0n, NL, beta, zeta)), rounds=repeats)
             c = max(1, min(se, int(check_pairs ** 0.5)))
             S, N = S0n[:c, :c].double(), NL[:c].double()
             q1, q2 = exact_t2r(S, N), exact_r2t(S, N)
