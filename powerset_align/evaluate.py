@@ -112,6 +112,12 @@ def hard_negative_accuracy(pos, # (N,) score of the true caption for each image
     return res
 
 # %% ../nbs/41_evaluate.ipynb #e2308f9d
+def _box_inter_union(a, b):
+    "Intersection and union areas of broadcastable xyxy boxes a (..., 4), b (..., 4) -> (...), (...)."
+    inter = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
+    area = lambda x: (x[..., 2:] - x[..., :2]).clamp(min=0).prod(-1)
+    return inter, area(a) + area(b) - inter
+
 def box_iou(a, # (..., 4) boxes xyxy
             b, # (..., 4) boxes xyxy, broadcastable against a
            ): # (...) intersection over union (0 when both boxes are empty)
@@ -119,11 +125,7 @@ def box_iou(a, # (..., 4) boxes xyxy
     a, b = torch.as_tensor(a).float(), torch.as_tensor(b).float()
     if a.shape[-1] != 4 or b.shape[-1] != 4:
         raise ValueError(f"a, b: expected xyxy boxes (..., 4), got shapes {tuple(a.shape)} and {tuple(b.shape)}")
-    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
-    inter = iw * ih
-    area = lambda x: (x[..., 2] - x[..., 0]).clamp(min=0) * (x[..., 3] - x[..., 1]).clamp(min=0)
-    union = area(a) + area(b) - inter
+    inter, union = _box_inter_union(a, b)
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
 
 # %% ../nbs/41_evaluate.ipynb #a4ab3843

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .objectives import Objective, register_objective, clip_loss
+from .evaluate import _box_inter_union
 
 # %% ../nbs/33_grain.ipynb #517b7a7e
 def box_cxcywh_to_xyxy(b):
@@ -39,12 +40,7 @@ def generalized_box_iou(boxes1, # (N, 4) xyxy
 
 def _giou(b1, b2, eps=1e-7):
     "Generalised IoU of broadcastable xyxy boxes b1 (..., 4), b2 (..., 4) -> (...): pairs in a batch, no B x B matrix."
-    area1 = (b1[..., 2] - b1[..., 0]).clamp(min=0) * (b1[..., 3] - b1[..., 1]).clamp(min=0)
-    area2 = (b2[..., 2] - b2[..., 0]).clamp(min=0) * (b2[..., 3] - b2[..., 1]).clamp(min=0)
-    lt = torch.max(b1[..., :2], b2[..., :2])
-    rb = torch.min(b1[..., 2:], b2[..., 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    union = area1 + area2 - inter
+    inter, union = _box_inter_union(b1, b2)
     iou = inter / (union + eps)
     elt = torch.min(b1[..., :2], b2[..., :2])
     erb = torch.max(b1[..., 2:], b2[..., 2:])
