@@ -52,11 +52,12 @@ class _MinMaxWeights(torch.autograd.Function):
     @staticmethod
     @_float32
     def forward(ctx, sim, thr, eps):
-        w, ctx.saved = _minmax_forward(sim, thr, eps)
+        w, saved = _minmax_forward(sim, thr, eps)
+        ctx.save_for_backward(*saved)                    # holds the output w: an attribute on ctx would be a reference cycle
         return w
     @staticmethod
     @_float32
-    def backward(ctx, gw): return _minmax_backward(ctx.saved, gw), None, None
+    def backward(ctx, gw): return _minmax_backward(ctx.saved_tensors, gw), None, None
 
 def _threshold(threshold, P):
     "The min-max threshold: 1/P by default, else a number in [0, 1]."
