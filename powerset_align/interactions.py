@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['sii_weights', 'shapley_interactions', 'alignment_instance', 'plot_interactions', 'explore_interactions',
-           'coalition_interaction', 'pair_interaction', 'instability', 'instability_curve', 'bench_instability']
+           'coalition_interaction', 'pair_interaction', 'instability', 'instability_curve']
 
 # %% ../nbs/02_interactions.ipynb #59770751
 import math, itertools
@@ -279,28 +279,3 @@ def instability_curve(game, # callable game
                                                   for j, c in enumerate(coalitions)]) for r in range(repeats)])
                         for m in n_samples_list])
     return dict(n_samples=list(n_samples_list), instability=torch.stack([instability(e) for e in ests]), estimates=ests)
-
-# %% ../nbs/02_interactions.ipynb #7f09baf6
-def bench_instability(budget:int=200, # sampled coalitions per estimate
-                      n_instances:int=3, # random region-phrase games (12 regions, 8 phrases)
-                      pairs:int=3, # matched (region i, phrase i) pairs per game
-                      repeats:int=10, # independent estimates per pair (instability needs >= 2)
-                      budgets=(50, 100, 200, 500), # budgets of the curves
-                      seed:int=0, # seed
-                     ):
-    "LOUPE Eq. 10 instability on region-phrase games: LOUPE's uniform sampler vs ours (size + type strata, complement pairs)."
-    curves = {"uniform (LOUPE)": dict(sampler="uniform"), "stratified by size": dict(antithetic=False),
-              "+ complement pairs": dict(), "+ strata by player type": "types"}
-    res = {name: 0. for name in curves}
-    for inst in range(n_instances):
-        game = alignment_instance(seed=seed + inst)
-        types = torch.tensor([0] * game.M + [1] * game.K)
-        cs = [[i, game.M + i] for i in range(pairs)]
-        for name, kw in curves.items():
-            kw = dict(player_types=types) if kw == "types" else kw
-            res[name] = res[name] + instability_curve(game, game.n, cs, budgets, repeats, seed=seed + 97 * inst, **kw)["instability"] / n_instances
-    i = list(budgets).index(budget) if budget in budgets else None
-    out = dict(budget=budget, budgets=list(budgets), curves={k: v.tolist() for k, v in res.items()})
-    if i is not None:
-        out.update(instability_ours=res["+ strata by player type"][i].item(), instability_loupe=res["uniform (LOUPE)"][i].item())
-    return out

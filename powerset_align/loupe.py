@@ -14,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .games import all_coalitions
 from .objectives import Objective, register_objective, clip_loss
+from .grouping import CLIP_TEMPERATURE
+
 
 # %% ../nbs/32_loupe.ipynb #d4e4c62b
 def patch_text_game(patch_embeds, # (P, D) output patch embeddings of one image
@@ -576,7 +578,7 @@ def _toy_batch(B=4, P=16, D=32, T=8, L=6, K=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     out = SimpleNamespace(patch_embeds=torch.randn(B, P, D, generator=g), token_embeds=torch.randn(B, T, D, generator=g),
                           image_embeds=F.normalize(torch.randn(B, D, generator=g), dim=-1),
-                          text_embeds=F.normalize(torch.randn(B, D, generator=g), dim=-1), logit_scale=torch.tensor(1 / 0.07))
+                          text_embeds=F.normalize(torch.randn(B, D, generator=g), dim=-1), logit_scale=torch.tensor(1 / CLIP_TEMPERATURE))
     for k in ('patch_embeds', 'token_embeds', 'image_embeds', 'text_embeds'): getattr(out, k).requires_grad_(True)
     tm = torch.zeros(B, T, dtype=torch.bool); tm[:, 1:min(T - 1, L + 1)] = True
     leaf = torch.zeros(B, L, T)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, asdict, fields
 import torch
 import torch.nn.functional as F
 from torch import nn
+from .grouping import CLIP_TEMPERATURE
+
 
 # %% auto #0
 __all__ = ['OPENAI_CLIP_MEAN', 'OPENAI_CLIP_STD', 'VISION_TYPES', 'TEXT_TYPES', 'POOLINGS', 'PRESETS', 'DualEncoderConfig',
@@ -32,7 +34,7 @@ class DualEncoderConfig:
     text_type: str = 'clip' # 'clip' (CLIPTextModel, causal, EOS pooling) or 'bert' (BertModel, CLS pooling)
     pooling: str = 'avg' # 'avg': mean of patches / valid tokens (PowerCLIP, SPARC); 'cls': CLS / EOS token (CLIP)
     preset: str = 'custom' # name of the preset the config came from
-    logit_scale_init: float = math.log(1 / 0.07) # initial log of the logit scale (CLIP)
+    logit_scale_init: float = math.log(1 / CLIP_TEMPERATURE) # initial log of the logit scale (CLIP)
     max_logit_scale: float = 100. # the returned (exp'd) logit scale is clamped to this
     image_mean: tuple = OPENAI_CLIP_MEAN # per-channel mean subtracted from [0,1] images
     image_std: tuple = OPENAI_CLIP_STD # per-channel std dividing [0,1] images

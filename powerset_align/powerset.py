@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['LOG2', 'AUTO_CHUNK_ELEMS', 'node_scores', 'exact_t2r', 'exact_r2t', 'exact_similarity', 'nla_t1', 'nla_t2',
-           'powerset_similarity', 'powerset_similarity_from_scores', 'random_problem', 'ops_per_pair',
-           'bench_nla_vs_exact', 'nla_panel', 'explore_nla', 'toy_scene', 'show_toy_alignment']
+           'powerset_similarity', 'powerset_similarity_from_scores', 'random_problem', 'ops_per_pair', 'nla_panel',
+           'explore_nla', 'toy_scene', 'show_toy_alignment']
 
 # %% ../nbs/10_powerset.ipynb #ecc100a0
 import math
@@ -398,22 +398,6 @@ def random_problem(batch:tuple=(), # leading dims of S0, e.g. (Bi, Bj)
     return S0, node_leaf
 
 # %% ../nbs/10_powerset.ipynb #1406eaab
-def _time_once(fn, min_time=0.05):
-    "Seconds per call of fn(), looping until at least `min_time` has passed."
-    n, t0 = 0, time.perf_counter()
-    while True:
-        fn(); n += 1
-        dt = time.perf_counter() - t0
-        if dt >= min_time: return dt / n
-
-def _race(*fns, rounds=3):
-    "Best seconds per call of each function, measured in alternating rounds so that all of them see the same machine load."
-    for f in fns: f()
-    best = [math.inf] * len(fns)
-    for _ in range(rounds):
-        for i, f in enumerate(fns): best[i] = min(best[i], _time_once(f))
-    return best
-
 def ops_per_pair(M:int, # regions
                  L:int, # leaves
                  K:int, # nodes
@@ -424,60 +408,6 @@ def ops_per_pair(M:int, # regions
     nla = layer1 + 2 * M * K + 2 * K                     # one softplus and one linear term per (m, B), then layer 3
     return exact, nla
 
-def bench_nla_vs_exact(Ms=(10, 16), # numbers of regions to time
-                       n_pairs:int|None=None, # image-text pairs for both sides (square batch); None: chosen per side, see below
-                       L:int=20, # leaves per caption
-                       K:int=30, # nodes per tree
-                       tau:float=1e-3, # NLA-T1 temperature
-                       beta:float|None=None, # NLA-T2 inverse temperature (None -> 1/tau)
-                       zeta:float=0.75, # NLA-T2 interpolation
-                       repeats:int=3, # timing rounds, exact and NLA alternating (best is kept)
-                       seed:int=0, # data seed
-                       work:float=2**29, # exact side: about this many subset-node scores (pairs*2^M*K), 1 to 64 x 64 pairs
-                       nla_pairs:int=4096, # NLA side: at least this many pairs (a batch big enough that per-call overhead is amortised)
-                       check_pairs:int=64, # the bounds are checked in float64 on (at most) this many pairs
-                       dtype:torch.dtype=torch.float32, # dtype of the timed computation
-                       compiled:bool=True, # also time powerset_similarity(compile=True) (speedup_compiled; None if it cannot compile)
-                      ) -> list: # one dict per M; speed-ups are ratios of time per pair
-    "Time exact against NLA per pair on the same random data (fused: Q-bar vs S-bar; separate: T2R+R2T vs T1+T2); check the bounds."
-    beta = 1.0 / tau if beta is None else beta
-    rows = []
-    for M in Ms:
-        if n_pairs is not None: se = sn = max(1, int(round(n_pairs ** 0.5)))
-        else:
-            se = min(64, max(1, int(round((work / (2 ** M * K)) ** 0.5))))
-            sn = max(se, int(math.ceil(nla_pairs ** 0.5)))
-        S0n, NL = random_problem((sn, sn), M, L, K, seed=seed, dtype=dtype)
-        S0e = S0n[:se, :se].contiguous()                 # the exact side times a block of the same data
-        pe, pn = se * se, sn * sn
-        with torch.no_grad():
-            fused = lambda: powerset_similarity(S0n, NL, tau, beta, zeta, compile=True)
-            if compiled:
-                try: fused()                             # compiles (seconds) before the timed rounds
-                except Exception as e:
-                    warnings.warn(f"bench_nla_vs_exact: compile=True failed ({type(e).__name__}: {e}); eager figures only")
-                    compiled = False
-            times = _race(lambda: exact_similarity(S0e, NL[:se]), lambda: powerset_similarity(S0n, NL, tau, beta, zeta),
-                          *([fused] if compiled else []), rounds=repeats)
-            t_exact, t_nla, t_fused = times[0], times[1], times[2] if compiled else None
-            t_exact_sep, t_nla_sep = _race(lambda: (exact_t2r(S0e, NL[:se]), exact_r2t(S0e, NL[:se])),
-                                           lambda: (nla_t1(S0n, NL, tau), nla_t2(S0n, NL, beta, zeta)), rounds=repeats)
-            c = max(1, min(se, int(check_pairs ** 0.5)))
-            S, N = S0n[:c, :c].double(), NL[:c].double()
-            q1, q2 = exact_t2r(S, N), exact_r2t(S, N)
-            t1, t2 = nla_t1(S, N, tau), nla_t2(S, N, beta, zeta)
-            lo, hi = nla_t2(S, N, beta, 0.0) - math.log(K) / beta, nla_t2(S, N, beta, 1.0)
-        ops_exact, ops_nla = ops_per_pair(M, L, K)
-        rows.append(dict(M=M, L=L, K=K, exact_pairs=pe, nla_pairs=pn, threads=torch.get_num_threads(),
-                         exact_s=t_exact, nla_s=t_nla, speedup=(t_exact / pe) / (t_nla / pn),
-                         exact_sep_s=t_exact_sep, nla_sep_s=t_nla_sep, speedup_sep=(t_exact_sep / pe) / (t_nla_sep / pn),
-                         nla_compiled_s=t_fused, speedup_compiled=t_fused and (t_exact / pe) / (t_fused / pn),
-                         op_ratio=ops_exact / ops_nla,
-                         t1_max_err=(t1 - q1).abs().max().item(), t1_bound=tau * M * LOG2,
-                         t1_in_bounds=bool(((t1 - q1) >= -1e-9).all() and ((t1 - q1) <= tau * M * LOG2 + 1e-9).all()),
-                         t2_max_err=(t2 - q2).abs().max().item(),
-                         t2_bracket_ok=bool((lo <= q2 + 1e-9).all() and (q2 <= hi + 1e-9).all())))
-    return rows
 
 # %% ../nbs/10_powerset.ipynb #0bd61162
 def nla_panel(tau:float=1e-2, # NLA-T1 temperature

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['shapley_weights', 'shapley_values', 'banzhaf_values', 'plot_power', 'explore_shapley', 'sampling_error',
-           'bench_exact', 'bench_vs_captum']
+           'small_mlp_game']
 
 # %% ../nbs/01_shapley.ipynb #5b65fe48
 import math, time
@@ -221,7 +221,7 @@ def sampling_error(game, # callable game
     return dict(n_samples=list(n_samples_list), mae=err.mean(1), mae_std=err.std(1), estimates=ests)
 
 # %% ../nbs/01_shapley.ipynb #7655c092
-def _small_model_game(n_groups, n_features, seed):
+def small_mlp_game(n_groups, n_features, seed):
     "A seeded 3-layer GELU MLP on `n_features` inputs, one input x and a feature mask of `n_groups` contiguous groups: (forward, x, feature_mask)."
     g = torch.Generator().manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(n_features, 64), torch.nn.GELU(), torch.nn.Linear(64, 64),
@@ -232,63 +232,3 @@ def _small_model_game(n_groups, n_features, seed):
     fm = torch.arange(n_features) * n_groups // n_features
     fwd = lambda z: net(z)[:, 0]
     return fwd, x, fm
-
-# %% ../nbs/01_shapley.ipynb #4e6ae052
-class _one_thread:
-    "Context manager: run torch on one CPU thread, then restore."
-    def __enter__(self): self.t = torch.get_num_threads(); torch.set_num_threads(1)
-    def __exit__(self, *a): torch.set_num_threads(self.t)
-
-def _timeit(f, repeats):
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-    return min(ts)
-
-def bench_exact(n:int=15, # number of players (15: the UN Security Council game)
-                repeats:int=5, # timing repeats (the minimum is reported)
-               ):
-    "Time exact Shapley values of a weighted voting game on one CPU thread; n=15 is the UN Security Council (checked against 421/2145 and 4/2145)."
-    game = WeightedVotingGame([7.] * 5 + [1.] * 10, 39) if n == 15 else \
-           WeightedVotingGame(torch.arange(1, n + 1, dtype=torch.float64), n * (n + 1) / 4)
-    with _one_thread():
-        phi = shapley_values(game, n)
-        seconds = _timeit(lambda: shapley_values(game, n), repeats)
-    res = dict(n=n, game=repr(game), coalitions=2 ** n, seconds=seconds, efficiency_error=abs(phi.sum().item() - 1))
-    if n == 15:
-        ref = torch.tensor([421 / 2145] * 5 + [4 / 2145] * 10, dtype=torch.float64)
-        res['max_abs_error_vs_published'] = (phi - ref).abs().max().item()
-    return res
-
-def bench_vs_captum(n_groups:int=12, # players (feature groups)
-                    n_features:int=48, # input features of the MLP
-                    captum_samples=(10, 20, 40), # captum permutations to try; the matched point is the last one
-                    ours_samples=(2, 4, 8, 16, 32, 64, 128), # our permutations to try
-                    repeats:int=5, # runs per budget (error and time are averaged / minimised over them)
-                    seed:int=0, # seed of the model and the input
-                   ):
-    "Time our permutation sampling vs captum's ShapleyValueSampling at matched MAE against exact values, on a MaskedModelGame of a small MLP (one CPU thread)."
-    from captum.attr import ShapleyValueSampling
-    fwd, x, fm = _small_model_game(n_groups, n_features, seed)
-    game = MaskedModelGame(fwd, x, 0., fm)
-    with _one_thread():
-        exact = shapley_values(game, n_groups)
-        svs = ShapleyValueSampling(fwd)
-        first = torch.stack([(fm == g).nonzero()[0, 0] for g in range(n_groups)])
-        def captum(N, s, ppe):
-            torch.manual_seed(s)
-            a = svs.attribute(x[None], baselines=0., feature_mask=fm[None], n_samples=N, perturbations_per_eval=ppe)[0]
-            return a.double()[first]                                    # every feature of a group holds the group's value
-        cap = {N: sum((captum(N, s, 1) - exact).abs().mean().item() for s in range(repeats)) / repeats for N in captum_samples}
-        ours = {N: sum((shapley_values(game, n_groups, "permutation", N, seed=s) - exact).abs().mean().item()
-                       for s in range(repeats)) / repeats for N in ours_samples}
-        Nc = captum_samples[-1]
-        ok = [N for N in ours_samples if ours[N] <= cap[Nc]]
-        No = ok[0] if ok else ours_samples[-1]
-        t_c = _timeit(lambda: captum(Nc, 0, 1), repeats)
-        t_cb = _timeit(lambda: captum(Nc, 0, n_groups), repeats)
-        t_o = _timeit(lambda: shapley_values(game, n_groups, "permutation", No, seed=0), repeats)
-    return dict(n_groups=n_groups, captum_n_samples=Nc, captum_mae=cap[Nc], captum_seconds=t_c,
-                captum_batched_seconds=t_cb, ours_n_samples=No, ours_mae=ours[No], ours_seconds=t_o,
-                matched=bool(ok), speedup=t_c / t_o, speedup_vs_batched_captum=t_cb / t_o,
-                captum_curve=cap, ours_curve=ours)

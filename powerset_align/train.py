@@ -4,48 +4,24 @@
 
 # %% ../nbs/40_train.ipynb #ccf3b794
 from __future__ import annotations
-import csv, glob, json, math, os, random, re, sys, tempfile, time, warnings
+import csv, glob, json, math, os, random, sys, tempfile, time, warnings
 from contextlib import nullcontext
-from dataclasses import dataclass, field, asdict, fields, is_dataclass, replace
-from types import SimpleNamespace
+from dataclasses import fields, is_dataclass, replace
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from .models import DualEncoder, PRESETS, build_model
+from .distributed import seed_everything, dist_info, setup_distributed, resolve_device
+from .checkpoints import list_checkpoints, atomic_save, load_checkpoint, load_run
+from .methods import valid_methods, build_objective
+from fastcore.basics import patch
+
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'seed_everything', 'dist_info', 'setup_distributed', 'resolve_device', 'StepSampler', 'step_loader',
-           'batch_to', 'batch_size_of', 'slice_batch', 'warmup_steps', 'make_scheduler', 'make_optimizer',
-           'list_checkpoints', 'atomic_save', 'load_checkpoint', 'NonFiniteLossError', 'Trainer', 'save_checkpoint',
-           'load_state', 'read_log', 'evaluate_now', 'fit', 'valid_methods', 'build_objective', 'check_data', 'train',
-           'load_run', 'grad_probe', 'ddp_check', 'bench_train_steps', 'PlainCLIPStep', 'bench_gpu_throughput']
-
-# %% ../nbs/40_train.ipynb #845705db
-def seed_everything(seed:int): # the seed for python, numpy and torch (all devices)
-    "Seed python's `random`, numpy and torch."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-
-def dist_info() -> tuple[int, int]:
-    "(rank, world_size) of this process; (0, 1) when not distributed."
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-def setup_distributed(backend:str|None=None) -> bool: # 'nccl', 'gloo' or None (NCCL with CUDA, else gloo)
-    "Start the process group from torchrun's environment; True when this call started it."
-    if int(os.environ.get('WORLD_SIZE', '1')) <= 1 or not dist.is_available() or dist.is_initialized(): return False
-    if backend is None: backend = 'nccl' if torch.cuda.is_available() else 'gloo'
-    if torch.cuda.is_available() and backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
-    dist.init_process_group(backend)
-    return True
-
-def resolve_device(device:str|torch.device='auto') -> torch.device: # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
-    "The torch device to train on ('auto': this rank's GPU if there is one, else MPS, else CPU)."
-    if str(device) != 'auto': return torch.device(device)
-    if torch.cuda.is_available(): return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
-    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
-    return torch.device('cpu')
+__all__ = ['SCHEDULES', 'StepSampler', 'step_loader', 'batch_to', 'batch_size_of', 'slice_batch', 'warmup_steps',
+           'make_scheduler', 'make_optimizer', 'NonFiniteLossError', 'Trainer', 'read_log', 'check_data', 'train',
+           'probe_batch', 'grad_probe', 'ddp_check']
 
 # %% ../nbs/40_train.ipynb #dbf0e298
 class StepSampler(torch.utils.data.Sampler):
@@ -174,44 +150,6 @@ def make_optimizer(module: nn.Module, lr:float, weight_decay:float=0.1, betas=(0
     kw = dict(fused=True) if all(p.is_cuda for p in decay + no_decay) and decay else {}
     return torch.optim.AdamW([g for g in groups if g['params']], lr=lr, betas=tuple(betas), eps=eps, **kw)
 
-# %% ../nbs/40_train.ipynb #fec9912a
-_CKPT_RE = re.compile(r'step_(\d+)\.pt$')
-
-def list_checkpoints(out:str) -> list[str]:
-    "Checkpoint files of a run directory, oldest first."
-    d = os.path.join(str(out), 'checkpoints')
-    files = [f for f in glob.glob(os.path.join(d, 'step_*.pt')) if _CKPT_RE.search(f)]
-    return sorted(files, key=lambda f: int(_CKPT_RE.search(f).group(1)))
-
-def atomic_save(obj, path:str):
-    "torch.save to `path` atomically (temporary file + fsync + os.replace)."
-    d = os.path.dirname(os.path.abspath(path)); os.makedirs(d, exist_ok=True)
-    tmp = os.path.join(d, f'.{os.path.basename(path)}.tmp{os.getpid()}')
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            try: os.remove(tmp)
-            except OSError: pass
-        raise
-
-def load_checkpoint(path:str, map_location='cpu') -> dict:
-    "Load a training checkpoint (a file, or a run directory: its newest readable checkpoint)."
-    if os.path.isdir(path):
-        files = list_checkpoints(path)
-        if not files: raise ValueError(f"no checkpoint in {str(path)!r} (expected {os.path.join(str(path), 'checkpoints', 'step_*.pt')})")
-        for f in reversed(files):
-            try: return load_checkpoint(f, map_location)
-            except Exception as e: warnings.warn(f"skipping unreadable checkpoint {f}: {e}")
-        raise ValueError(f"no readable checkpoint in {str(path)!r}")
-    ck = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(ck, dict) or ck.get('format') != 'powerset_align.train':
-        raise ValueError(f"{path!r} is not a powerset_align training checkpoint")
-    ck['path'] = path
-    return ck
-
 # %% ../nbs/40_train.ipynb #0cf36a6f
 class _Step(nn.Module):
     "Model + objective as one module, so DDP sees (and synchronises) the objective's own parameters too."
@@ -222,10 +160,6 @@ class _Step(nn.Module):
         self.kw = dict(descriptions='descriptions' in needs, negatives='negatives' in needs)
     def forward(self, batch):
         return self.objective(self.model(batch, **self.kw), batch)
-
-def _unwrap(m):
-    m = getattr(m, '_orig_mod', m)
-    return getattr(m, 'module', m)
 
 def _rng_state():
     st = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
@@ -342,13 +276,15 @@ class Trainer:
         return logs
 
 # %% ../nbs/40_train.ipynb #a71d3d35
-def _state(self) -> dict:
+@patch
+def _state(self:Trainer) -> dict:
     return dict(format='powerset_align.train', version=1, step=self.step, samples=self.samples, batch_size=self.batch_size,
                 world_size=self.world, model=self.model.state_dict(), model_config=self.model.config.to_dict(),
                 objective=self.objective.state_dict(), optimizer=self.optimizer.state_dict(),
                 scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(), rng=_rng_state(), **self.meta)
 
-def save_checkpoint(self) -> str|None:
+@patch
+def save_checkpoint(self:Trainer) -> str|None:
     "Write `out/checkpoints/step_<step>.pt` atomically on rank 0 and keep the last `keep_last`; returns its path."
     if self.out is None: return None
     path = os.path.join(self.out, 'checkpoints', f'step_{self.step:08d}.pt')
@@ -360,7 +296,8 @@ def save_checkpoint(self) -> str|None:
     if self.world > 1: dist.barrier()
     return path
 
-def load_state(self, ck:dict):
+@patch
+def load_state(self:Trainer, ck:dict):
     "Restore model, objective, optimizer, scheduler, scaler, RNG states and step from a checkpoint dict."
     self.model.load_state_dict(ck['model']); self.objective.load_state_dict(ck['objective'])
     self.optimizer.load_state_dict(ck['optimizer']); self.scheduler.load_state_dict(ck['scheduler'])
@@ -370,7 +307,6 @@ def load_state(self, ck:dict):
         warnings.warn(f"resuming with batch_size={self.batch_size}, the checkpoint used {ck['batch_size']}: the data order changes")
     return self
 
-Trainer._state, Trainer.save_checkpoint, Trainer.load_state = _state, save_checkpoint, load_state
 
 # %% ../nbs/40_train.ipynb #3387b7d7
 def _csv_append(path, row:dict):
@@ -400,7 +336,8 @@ def read_log(out:str, name:str='log.csv') -> list[dict]:
     with open(os.path.join(str(out), name)) as f:
         return [{k: float(v) if v not in ('', None) else float('nan') for k, v in r.items()} for r in csv.DictReader(f)]
 
-def _log(self, row:dict, name='log.csv', prefix='train'):
+@patch
+def _log(self:Trainer, row:dict, name='log.csv', prefix='train'):
     if not self.is_main or self.out is None: return
     os.makedirs(self.out, exist_ok=True)
     _csv_append(os.path.join(self.out, name), row)
@@ -411,7 +348,8 @@ def _log(self, row:dict, name='log.csv', prefix='train'):
         for k, v in row.items():
             if k != 'step' and isinstance(v, (int, float)): self._tb.add_scalar(f'{prefix}/{k}', v, row['step'])
 
-def evaluate_now(self) -> dict|None:
+@patch
+def evaluate_now(self:Trainer) -> dict|None:
     "Run `eval_fn(model, step)` on rank 0 (eval mode, no grad) and log its metrics."
     if self.eval_fn is None: return None
     res = None
@@ -425,10 +363,10 @@ def evaluate_now(self) -> dict|None:
     if self.world > 1: dist.barrier()
     return res
 
-Trainer._log, Trainer.evaluate_now = _log, evaluate_now
 
 # %% ../nbs/40_train.ipynb #d5aa0306
-def fit(self, stop_at:int|None=None, # stop (with a checkpoint) after this step, as if interrupted; None: run to `steps`
+@patch
+def fit(self:Trainer, stop_at:int|None=None, # stop (with a checkpoint) after this step, as if interrupted; None: run to `steps`
        ) -> 'Trainer':
     "Train from `self.step` to `steps` (or `stop_at`), logging, evaluating and checkpointing."
     if self.loader is None: raise ValueError("Trainer.fit needs a loader")
@@ -462,27 +400,8 @@ def fit(self, stop_at:int|None=None, # stop (with a checkpoint) after this step,
         if self._tb is not None: self._tb.flush()
     return self
 
-Trainer.fit = fit
 
 # %% ../nbs/40_train.ipynb #38062fd8
-def valid_methods(): # sorted names `objectives.make_objective` accepts
-    "Names of the objectives `make_objective` accepts (loupe and grain included)."
-    from powerset_align import objectives
-    return sorted(objectives.available_objectives())
-
-def build_objective(method:str, # registered objective name
-                    model=None, # the DualEncoder: objectives with their own layers get its embedding width
-                    **config, # the objective's own arguments
-                   ) -> nn.Module:
-    "`objectives.make_objective`, filling `embed_dim` / `dim` from the model when the objective takes them."
-    import inspect
-    from powerset_align import objectives
-    if model is not None:
-        sig = inspect.signature(objectives.objective_class(method).__init__).parameters
-        for k in ('embed_dim', 'dim'):
-            if k in sig and k not in config: config[k] = model.config.embed_dim
-    return objectives.make_objective(method, **config)
-
 def check_data(data): # 'scenes', a dataset object, or a path / glob / URL of data
     "Validate a data spec: 'scenes', a dataset, an existing file or directory, a shard pattern or URL; else a clear ValueError."
     if data in (None, 'scenes') or not isinstance(data, (str, os.PathLike)): return data
@@ -541,7 +460,6 @@ def train(method:str='clip', # objective name (see objectives.OBJECTIVES: clip, 
           stop_at:int|None=None, # stop after this step as if interrupted (for tests and time-boxed jobs)
          ) -> Trainer:
     "Build model, objective and data, then train (single process or under torchrun); returns the `Trainer`."
-    from powerset_align.objectives import make_objective
     # ---- validate everything before writing anything
     if preset not in PRESETS and pretrained is None: raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     valid = valid_methods()
@@ -571,7 +489,7 @@ def train(method:str='clip', # objective name (see objectives.OBJECTIVES: clip, 
         if batch_size % (world * accum_steps):
             raise ValueError(f"batch_size ({batch_size}) must be divisible by world_size x accum_steps = {world * accum_steps}")
         seed_everything(seed)
-        from powerset_align.data import load_tokenizer
+        from powerset_align.tokenizers import load_tokenizer
         tok = load_tokenizer(tokenizer if pretrained is None or tokenizer != 'words' else pretrained)
         if pretrained is not None:
             model = DualEncoder.from_pretrained(pretrained, pooling=pooling)
@@ -614,26 +532,11 @@ def train(method:str='clip', # objective name (see objectives.OBJECTIVES: clip, 
     finally:
         if started: dist.destroy_process_group()
 
-# %% ../nbs/40_train.ipynb #9cafc018
-def load_run(out:str, # a run directory written by `train`
-             map_location='cpu'):
-    "(model, tokenizer) of a training run: its final model, else its newest checkpoint's."
-    from powerset_align.data import load_tokenizer
-    out = str(out)
-    tp = os.path.join(out, 'tokenizer')
-    tok = load_tokenizer(tp) if os.path.exists(tp) else None
-    if os.path.isfile(os.path.join(out, 'model', 'config.json')):
-        return DualEncoder.from_pretrained(os.path.join(out, 'model'), map_location=map_location).eval(), tok
-    if not os.path.isdir(out): raise ValueError(f"out: {out!r} is not a run directory")
-    ck = load_checkpoint(out, map_location)
-    from powerset_align.models import DualEncoderConfig
-    model = DualEncoder(DualEncoderConfig.from_dict(ck['model_config']))
-    model.load_state_dict(ck['model'])
-    return model.eval(), tok
-
 # %% ../nbs/40_train.ipynb #68089605
-def _probe_batch(preset, batch_size, seed, needs=('descriptions', 'negatives')):
-    from powerset_align.data import make_loader, load_tokenizer
+def probe_batch(preset, batch_size, seed, needs=('descriptions', 'negatives')):
+    "(model, first batch) of a seeded scenes loader for `preset`: the fixed input of checks and benchmarks."
+    from powerset_align.data import make_loader
+    from powerset_align.tokenizers import load_tokenizer
     tok = load_tokenizer('words')
     model = build_model(preset, tokenizer=tok, seed=seed)
     kw = {}
@@ -647,9 +550,8 @@ def _probe_batch(preset, batch_size, seed, needs=('descriptions', 'negatives')):
 
 def grad_probe(method:str='clip', preset:str='tiny', batch_size:int=8, seed:int=0, objective_kwargs:dict|None=None) -> dict:
     "Loss parts and gradients of one forward/backward of this rank's share of a seeded global scenes batch."
-    from powerset_align.objectives import make_objective
     rank, world = dist_info()
-    model, batch = _probe_batch(preset, batch_size, seed)
+    model, batch = probe_batch(preset, batch_size, seed)
     torch.manual_seed(seed)
     objective = build_objective(method, model, **(objective_kwargs or {}))
     tr = Trainer(model, objective, None, steps=1, batch_size=batch_size, device='cpu', progress=False)
@@ -699,96 +601,3 @@ def ddp_check(method:str='clip', # objective to check
     return dict(method=method, world_size=world_size, loss_single=ref['logs']['loss'], loss_ddp=got['logs']['loss'],
                 max_grad_diff=diff, max_grad=scale, n_params=len(common),
                 missing=sorted(set(ref['grads']) ^ set(got['grads'])))
-
-# %% ../nbs/40_train.ipynb #17d33f27
-def bench_train_steps(presets=('tiny',), # model presets to time
-                      methods=None, # objective names (None: every registered one); 'clip' is always included
-                      steps:int=10, # timed steps per method
-                      batch_size:int=32, # samples per step (32: the default of `train`)
-                      warmup_steps:int=2, # untimed steps per method first
-                      seed:int=0, device:str='cpu', objective_kwargs:dict|None=None,
-                      clock:str|None=None, # 'cpu' (process CPU time: robust on a shared machine) or 'wall'; None: cpu on CPU
-                     ) -> list[dict]:
-    "Median training-step time of each objective and its ratio to CLIP, per preset (same model and batch)."
-    from powerset_align import objectives
-    names = objectives.available_objectives()
-    methods = list(methods) if methods is not None else sorted(names)
-    if 'clip' not in methods: methods = ['clip'] + methods
-    rows = []
-    for preset in presets:
-        model, batch = _probe_batch(preset, batch_size, seed)
-        trs = {}
-        for m in methods:
-            torch.manual_seed(seed)
-            trs[m] = Trainer(model, build_objective(m, model, **(objective_kwargs or {}).get(m, {})), None, steps=10**6,
-                             batch_size=batch_size, device=device, progress=False)
-        dev = trs['clip'].device
-        batch = batch_to(batch, dev)
-        sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
-        clk = clock or ('cpu' if dev.type == 'cpu' else 'wall')
-        now = time.process_time if clk == 'cpu' else time.perf_counter
-        for m in methods:
-            for _ in range(warmup_steps): trs[m].train_step([batch])
-        times = {m: [] for m in methods}
-        for r in range(steps):
-            for m in methods[r % len(methods):] + methods[:r % len(methods)]:    # rotate: no method always follows the same one
-                sync(); t0 = now(); trs[m].train_step([batch]); sync()
-                times[m].append(now() - t0)
-        ref = float(np.median(times['clip']))
-        for m in methods:
-            t = float(np.median(times[m]))
-            rows.append(dict(preset=preset, method=m, batch_size=batch_size, clock=clk, ms_per_step=1e3 * t,
-                             samples_per_s=batch_size / t, ratio_vs_clip=t / ref))
-    return rows
-
-# %% ../nbs/40_train.ipynb #fdde187e
-class PlainCLIPStep(nn.Module):
-    "An open_clip-style CLIP training module on the same towers as a `DualEncoder` (for throughput comparisons)."
-    def __init__(self, cfg):
-        super().__init__()
-        from powerset_align.models import _build_vision, _build_text
-        self.vision, self.text = _build_vision(cfg), _build_text(cfg)
-        self.visual_projection = nn.Linear(self.vision.config.hidden_size, cfg.embed_dim, bias=False)
-        self.text_projection = nn.Linear(self.text.config.hidden_size, cfg.embed_dim, bias=False)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-    def forward(self, images, input_ids, attention_mask):
-        i = F.normalize(self.visual_projection(self.vision(pixel_values=images).pooler_output), dim=-1)
-        t = F.normalize(self.text_projection(self.text(input_ids=input_ids, attention_mask=attention_mask).pooler_output), dim=-1)
-        logits = self.logit_scale.exp().clamp(max=100) * i @ t.T
-        labels = torch.arange(len(i), device=i.device)
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-
-def bench_gpu_throughput(preset:str='base', batch_size:int=128, steps:int=20, warmup_steps:int=5, method:str='clip',
-                         pooling:str='cls', attn_implementation:str='sdpa', amp:bool=True, compile:bool=False,
-                         device:str='cuda') -> dict:
-    "Samples/s of our training step vs a plain open_clip-style CLIP step, same towers, batch and synthetic data."
-    from powerset_align.objectives import make_objective
-    dev = torch.device(device)
-    model = build_model(preset, pooling=pooling, attn_implementation=attn_implementation, seed=0)
-    c = model.config; B, T = batch_size, c.max_length
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(3, c.vocab_size - 1, (B, T), generator=g); ids[:, 0] = c.bos_id; ids[:, -1] = c.eos_id
-    batch = SimpleNamespace(images=torch.rand(B, 3, c.image_size, c.image_size, generator=g), input_ids=ids,
-                            attention_mask=torch.ones(B, T, dtype=torch.bool), token_mask=torch.ones(B, T, dtype=torch.bool))
-    batch.token_mask[:, [0, -1]] = False
-    batch = batch_to(batch, dev)
-    tr = Trainer(model, build_objective(method, model), None, steps=10**6, batch_size=B, device=dev, amp=amp, compile=compile, progress=False)
-    plain = PlainCLIPStep(c).to(dev)
-    opt = make_optimizer(plain, 5e-4)
-    ctx = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if amp and dev.type == 'cuda' else nullcontext
-    pstep = torch.compile(plain) if compile else plain
-    x = (batch.images - model.image_mean) / model.image_std
-    def plain_step():
-        opt.zero_grad(set_to_none=True)
-        with ctx(): loss = pstep(x, batch.input_ids, batch.attention_mask.long())
-        loss.backward(); nn.utils.clip_grad_norm_(plain.parameters(), 1.0); opt.step()
-    def ours_step(): tr.train_step([batch])
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
-    res = {}
-    for name, f in (('plain', plain_step), ('ours', ours_step)):
-        for _ in range(warmup_steps): f()
-        sync(); t0 = time.perf_counter()
-        for _ in range(steps): f()
-        sync(); res[name] = B * steps / (time.perf_counter() - t0)
-    return dict(preset=preset, batch_size=B, method=method, pooling=pooling, attn=attn_implementation, amp=amp, compile=compile,
-                device=str(dev), samples_per_s_ours=res['ours'], samples_per_s_plain=res['plain'], ratio=res['ours'] / res['plain'])

@@ -1,6 +1,7 @@
 """`make test`: every check a change must pass, each failing loudly.
 
-1. library and notebooks in sync: `nbdev_export` and `nbdev_clean` change nothing;
+1. library and notebooks in sync: `nbdev_export` and `nbdev_clean` change nothing; the house rules of `tools/layers.py`
+   hold (imports point down the numbering, benchmarks only in bench.py, notebooks cite nothing outside the repository);
 2. `README.md` is what `nbs/index.ipynb` renders to;
 3. `nbdev_test` runs every notebook and at least one ran; ends with `N passed, N failed`;
 4. the docs build offline (`nbdev_proc_nbs`, `smalldocs render`) and every exported module has a page.
@@ -38,6 +39,11 @@ def check_sync():
     if changed:
         return ('nbdev_export/nbdev_clean changed these files, so the library and notebooks were not in sync '
                 '(the files are now fixed: review and commit them):\n  ' + '\n  '.join(changed))
+
+def check_layers():
+    from layers import problems
+    ps = problems()
+    if ps: return 'house rules broken (tools/layers.py):\n  ' + '\n  '.join(ps)
 
 def check_readme():
     if run(BIN/'nbdev_proc_nbs', '--file_glob', 'index.ipynb').returncode: return 'nbdev_proc_nbs on index.ipynb failed'
@@ -106,7 +112,7 @@ def main():
     ap.add_argument('--docs-only', action='store_true')
     args = ap.parse_args()
     steps = [('docs', check_docs)] if args.docs_only else [
-        ('sync', check_sync), ('readme', check_readme), ('tests', check_tests), ('docs', check_docs)]
+        ('sync', check_sync), ('layers', check_layers), ('readme', check_readme), ('tests', check_tests), ('docs', check_docs)]
     errors = []
     for name, step in steps:
         print(f'\n=== {name} ===', flush=True)
