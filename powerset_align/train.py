@@ -289,7 +289,7 @@ def save_checkpoint(self:Trainer) -> str|None:
     if self.out is None: return None
     path = os.path.join(self.out, 'checkpoints', f'step_{self.step:08d}.pt')
     if self.is_main:
-        atomic_save(_state(self), path)
+        atomic_save(self._state(), path)
         for f in list_checkpoints(self.out)[:-self.keep_last] if self.keep_last > 0 else []: os.remove(f)
         for f in glob.glob(os.path.join(self.out, 'checkpoints', '.step_*.tmp*')):
             if not f.endswith(f'.tmp{os.getpid()}'): os.remove(f)
