@@ -12,9 +12,9 @@ from .phrases import PhraseTree
 
 # %% auto #0
 __all__ = ['COLOURS', 'SHAPES', 'SIZES', 'RELATIONS', 'NEG_CATEGORIES', 'SPLITS', 'HELD_OUT', 'SHAPE_DRAWERS', 'prompt_templates',
-           'SceneConfig', 'render_objects', 'describe', 'relation', 'relation_holds', 'caption_holds',
-           'caption_from_clauses', 'make_negatives', 'Scene', 'class_names', 'generate_scene', 'vocabulary',
-           'show_scene', 'browse_scenes']
+           'GROUP_AXES', 'BINDING_KINDS', 'SceneConfig', 'render_objects', 'describe', 'relation', 'relation_holds',
+           'caption_holds', 'caption_from_clauses', 'make_negatives', 'Scene', 'class_names', 'generate_scene',
+           'vocabulary', 'show_scene', 'browse_scenes', 'parse_caption', 'generate_group', 'binding_swaps']
 
 # %% ../nbs/21_scenes.ipynb #9773aa70
 COLOURS = {'red': (220, 50, 47), 'green': (60, 180, 75), 'blue': (45, 100, 235), 'yellow': (240, 210, 40),
@@ -337,3 +337,106 @@ def browse_scenes(config:SceneConfig=None, # the world
     s_seed.observe(update, 'value'); s_split.observe(update, 'value')
     update()
     return box
+
+# %% ../nbs/21_scenes.ipynb #62ad16d0
+def parse_caption(text:str, # a caption, negative, description or prompt of the grammar ('a small red circle left of a ...')
+                  config:SceneConfig=None, # vocabulary
+                 ) -> list: # clauses [(mention, rel, mention) or (mention, None, None)], mention = (size, colour, shape)
+    "Read a text of the scene grammar back into its clauses; ValueError on anything else."
+    cfg = config or SceneConfig()
+    w = text.lower().replace('.', ' ').split()
+    def mention(i):
+        if i + 4 > len(w) or w[i] != 'a' or w[i + 1] not in SIZES or w[i + 2] not in cfg.colours or w[i + 3] not in cfg.shapes:
+            raise ValueError(f"text: expected 'a <size> <colour> <shape>' at word {i} of {text!r}")
+        return tuple(w[i + 1:i + 4]), i + 4
+    out, i = [], 0
+    while i < len(w):
+        if out:
+            if w[i] != 'and': raise ValueError(f"text: expected 'and' at word {i} of {text!r}")
+            i += 1
+        ma, i = mention(i)
+        rel = next((r for r in RELATIONS if w[i:i + len(r.split())] == r.split()), None)
+        if rel is None: out.append((ma, None, None)); continue
+        mb, i = mention(i + len(rel.split()))
+        out.append((ma, rel, mb))
+    return out
+
+# %% ../nbs/21_scenes.ipynb #b32a65a0
+GROUP_AXES = ('colour', 'size', 'relation')  # what a group swaps between its two objects
+
+def generate_group(seed:int, # any int >= 0; the group is a pure function of (seed, config, split, axes)
+                   config:SceneConfig=None, # the world
+                   split:str='test', # 'train', 'test' (training colour-shape pairs only) or 'compositional' (any pair)
+                   axes:tuple=GROUP_AXES, # the swaps: the group holds 2**len(axes) scenes
+                  ) -> list: # Scenes, one per binding; scene m swaps axis j when bit j of m is set
+    "Scenes of two objects whose captions are the same words bound differently; each caption is true of its own image only."
+    cfg = config or SceneConfig()
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0: raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+    if split not in SPLITS: raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+    axes = tuple(axes)
+    if not axes or len(set(axes)) != len(axes) or any(a not in GROUP_AXES for a in axes):
+        raise ValueError(f"axes: expected distinct names from {GROUP_AXES}, got {axes!r}")
+    rng = np.random.default_rng([int(seed), len(SPLITS) + SPLITS.index(split)])      # streams apart from generate_scene's
+    allowed = set(cfg.train_combos) if split != 'compositional' else {(c, s) for c in cfg.colours for s in cfg.shapes}
+    for _ in range(1000):
+        (c1, c2), (s1, s2) = rng.choice(cfg.colours, 2, replace=False).tolist(), rng.choice(cfg.shapes, 2, replace=False).tolist()
+        if {(c1, s1), (c2, s2), (c1, s2), (c2, s1)} <= allowed: break
+    else: raise ValueError(f"config: no two colours and two shapes with all four pairs allowed in split {split!r}")
+    sizes = ['small', 'large'] if 'size' in axes else [str(rng.choice(list(SIZES)))] * 2
+    if rng.random() < .5: sizes = sizes[::-1]
+    rel = list(RELATIONS)[rng.integers(len(RELATIONS))]
+    R = cfg.image_size * cfg.supersample
+    side = {z: max(2, int(round(rng.uniform(*SIZES[z]) * R))) for z in SIZES}        # pixels, on the supersampled grid
+    along = [rng.uniform(.19, .31), 1 - rng.uniform(.19, .31)]                       # low and high half of the relation's axis
+    across = np.clip(rng.uniform(.3, .7) + rng.uniform(-.12, .12, 2), .18, .82)
+    low_first = rel in ('left of', 'above')                                         # the first-mentioned object's end
+    centres = [(along[0] if (k == 0) == low_first else along[1], across[k]) for k in range(2)]
+    if rel in ('above', 'below'): centres = [(y, x) for x, y in centres]
+    base = [dict(shape=s1, colour=c1, size=sizes[0]), dict(shape=s2, colour=c2, size=sizes[1])]
+    ment = lambda o: (o['size'], o['colour'], o['shape'])
+    scenes = []
+    for m in range(2 ** len(axes)):
+        swap = {a for j, a in enumerate(axes) if m >> j & 1}
+        objs = [dict(o) for o in base]
+        for a in ('colour', 'size'):
+            if a in swap: objs[0][a], objs[1][a] = objs[1][a], objs[0][a]
+        if 'relation' in swap: objs = objs[::-1]                       # the other object is mentioned first and takes its place
+        for o, (cx, cy) in zip(objs, centres):
+            x0, y0 = int(round(cx * R)) - side[o['size']] // 2, int(round(cy * R)) - side[o['size']] // 2
+            o['box'] = (x0 / R, y0 / R, (x0 + side[o['size']]) / R, (y0 + side[o['size']]) / R)
+        image, masks, tight = render_objects(objs, cfg)
+        for o, b in zip(objs, tight.tolist()): o['box'] = tuple(b)
+        clauses = [(ment(objs[0]), rel, ment(objs[1]))]
+        words, nodes = caption_from_clauses(clauses)
+        negs, edits = make_negatives(clauses, objs, rng, cfg, forbidden=() if split == 'compositional' else cfg.held_out)
+        label = f"{objs[0]['colour']} {objs[0]['shape']}"
+        scenes.append(Scene(image=image, objects=objs, caption=' '.join(words), tree=PhraseTree.from_words(words, nodes),
+                            boxes=tight.float(), descriptions=[describe(o) for o in objs], negatives=negs, label=label,
+                            label_id=class_names(cfg).index(label), masks=masks, clauses=[(0, rel, 1)], neg_edits=edits,
+                            seed=int(seed), split=split))
+    return scenes
+
+# %% ../nbs/21_scenes.ipynb #f99ccff7
+BINDING_KINDS = ('first', 'size', 'seen_pair')
+
+def binding_swaps(scene:Scene, # a generated scene
+                  config:SceneConfig=None, # the world
+                  seed:int=0, # picks among equally valid swaps
+                 ) -> dict: # {kind: negative caption} for the kinds in BINDING_KINDS this scene allows (a false caption each)
+    "One false attribute-swap negative per binding kind: 'first' (colour swap with the first object), 'size', 'seen_pair'."
+    cfg = config or SceneConfig()
+    rng = np.random.default_rng([scene.seed, SPLITS.index(scene.split), 2 ** 16 + seed])
+    ment = lambda i: (scene.objects[i]['size'], scene.objects[i]['colour'], scene.objects[i]['shape'])
+    clauses = [(ment(i), r, None if j is None else ment(j)) for i, r, j in scene.clauses]
+    slots = [(c, s) for c, cl in enumerate(clauses) for s in (0, 2) if cl[s] is not None]
+    get = lambda sl, a: clauses[sl[0]][sl[1]][_ATTR[a]]
+    cands = {k: [] for k in BINDING_KINDS}
+    for i, s1 in enumerate(slots):
+        for s2 in slots[i + 1:]:
+            for a in ('colour', 'size'):
+                if get(s1, a) == get(s2, a): continue
+                cl = _edit(_edit(clauses, s1, a, get(s2, a)), s2, a, get(s1, a))
+                if caption_holds(cl, scene.objects): continue
+                kind = 'size' if a == 'size' else 'first' if slots[0] in (s1, s2) else 'seen_pair'
+                cands[kind].append(' '.join(caption_from_clauses(cl)[0]))
+    return {k: v[rng.integers(len(v))] for k, v in cands.items() if v}
