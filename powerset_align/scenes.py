@@ -338,7 +338,7 @@ def browse_scenes(config:SceneConfig=None, # the world
     update()
     return box
 
-# %% ../nbs/21_scenes.ipynb #62ad16d0
+# %% ../nbs/21_scenes.ipynb #ec82e0a8
 def parse_caption(text:str, # a caption, negative, description or prompt of the grammar ('a small red circle left of a ...')
                   config:SceneConfig=None, # vocabulary
                  ) -> list: # clauses [(mention, rel, mention) or (mention, None, None)], mention = (size, colour, shape)
@@ -361,7 +361,7 @@ def parse_caption(text:str, # a caption, negative, description or prompt of the 
         out.append((ma, rel, mb))
     return out
 
-# %% ../nbs/21_scenes.ipynb #b32a65a0
+# %% ../nbs/21_scenes.ipynb #5be9d5fd
 GROUP_AXES = ('colour', 'size', 'relation')  # what a group swaps between its two objects
 
 def generate_group(seed:int, # any int >= 0; the group is a pure function of (seed, config, split, axes)
@@ -416,7 +416,7 @@ def generate_group(seed:int, # any int >= 0; the group is a pure function of (se
                             seed=int(seed), split=split))
     return scenes
 
-# %% ../nbs/21_scenes.ipynb #f99ccff7
+# %% ../nbs/21_scenes.ipynb #fd1b5358
 BINDING_KINDS = ('first', 'size', 'seen_pair')
 
 def binding_swaps(scene:Scene, # a generated scene
@@ -434,7 +434,7 @@ def binding_swaps(scene:Scene, # a generated scene
     for i, s1 in enumerate(slots):
         for s2 in slots[i + 1:]:
             for a in ('colour', 'size'):
-                if get(s1, a) == get(s2, a): continue
+                if get(s1, a) == get(s2, a) or (a == 'colour' and get(s1, 'shape') == get(s2, 'shape')): continue
                 cl = _edit(_edit(clauses, s1, a, get(s2, a)), s2, a, get(s1, a))
                 if caption_holds(cl, scene.objects): continue
                 kind = 'size' if a == 'size' else 'first' if slots[0] in (s1, s2) else 'seen_pair'
