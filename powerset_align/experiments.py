@@ -18,10 +18,12 @@ __all__ = ['DEMO_METHODS', 'ALL_METRICS', 'REPORT_SECTIONS', 'check_preset', 'tr
 
 # %% ../nbs/52_experiments.ipynb #ed0889f1
 DEMO_METHODS = ('clip', 'sparc', 'powerclip')
-ALL_METRICS = {'i2t_R@1': 'I→T R@1', 'i2t_R@5': 'I→T R@5', 't2i_R@1': 'T→I R@1', 't2i_R@5': 'T→I R@5', 'zeroshot_top1': 'zero-shot top-1',
-               'hardneg_swap_att': 'swap att.', 'hardneg_replace_att': 'replace att.', 'hardneg_replace_obj': 'replace obj.',
-               'hardneg_swap_rel': 'swap rel.', 'binding_seen': 'binding (seen)', 'binding_heldout': 'binding (held-out)',
-               'grounding_acc': 'grounding (tokens)', 'grounding_global_acc': 'grounding (global)', 'pointing_acc': 'pointing game'}
+ALL_METRICS = {'i2t_R@1': 'I→T R@1', 'i2t_R@5': 'I→T R@5', 't2i_R@1': 'T→I R@1', 't2i_R@5': 'T→I R@5',
+               'zeroshot_top1': 'zero-shot (one object)', 'hardneg_swap_att': 'swap att.', 'hardneg_replace_att': 'replace att.',
+               'hardneg_replace_obj': 'replace obj.', 'hardneg_swap_rel': 'swap rel.', 'hardneg_mean': 'hard neg. (mean)',
+               'binding_heldout': 'binding (held-out)', 'binding_seen': 'binding (seen)', 'binding_size': 'binding (size)',
+               'binding_seen_pair': 'binding (seen pair)', 'group_R@1': 'group R@1', 'group_R@1_t2i': 'group T→I R@1',
+               'pointing_acc': 'pointing', 'grounding_acc': 'grounding (patch IoU)', 'box_grounding_acc': 'grounding (boxes)'}
 def check_preset(preset): # a preset name
     "Validate a model preset name; an unknown one raises ValueError listing `models.PRESETS`."
     from powerset_align.models import PRESETS
@@ -64,16 +66,17 @@ def train_run(method='powerclip', # objective name (see `valid_methods`)
 # %% ../nbs/52_experiments.ipynb #48220cff
 def eval_run(run, # run directory (see `load_run`)
              data='scenes', # 'scenes' or a path
-             n=512, # evaluation examples (scenes)
+             n=1024, # test scenes of the evaluation suite (scenes), or examples of the file
              batch_size=64, # evaluation batch size
              out=None, # JSON file to write (default: RUN/eval.json)
              progress=True, # tqdm progress bar
             ): # the results dict
-    "Evaluate a trained run on retrieval, zero-shot, hard negatives, grounding and binding."
-    from powerset_align.evaluate import evaluate_model, save_results
+    "Evaluate a trained run (every metric with its 95 % interval); on the scenes, `ceilings` holds the same suite's ceiling table."
+    from powerset_align.evaluate import evaluate_model, save_results, metric_ceilings
     check_data(data)
     model, tok = load_run(run)
     res = evaluate_model(model, tok, data=data, n=n, batch_size=batch_size, progress=progress)
+    if data == 'scenes': res['ceilings'] = metric_ceilings(n)
     save_results(res, out or Path(run) / 'eval.json')
     return res
 
@@ -85,15 +88,15 @@ def compare(methods=('clip', 'filip', 'sparc', 'powerclip'), # objective names (
             data='scenes', # 'scenes' or a path
             batch_size=32, # examples per step
             lr=1e-3, # peak learning rate
-            n_eval=256, # evaluation examples
+            n_eval=1024, # test scenes of the evaluation suite (see `evaluate.SceneSuite`), or examples of a file
             pooling='avg', # global pooling of every model (the same for all, so only the objective differs)
             out='runs/cmp', # output directory: one run per method/seed, results.json, table.md, figures
             progress=True, # tqdm progress bars
             train_kw=None, # more `train.train` arguments
             reference=True, # also evaluate the untrained initial model of each seed (row 'untrained'), the floor every metric starts from
-           ) -> dict: # {'results': {method: [result per seed]}, 'histories': {...}, 'table': markdown, 'models': {...}}
+           ) -> dict: # {'results': {method: [result per seed]}, 'histories', 'table': markdown, 'models', 'ceilings' (scenes)}
     "Train every method on the same data and budget for several seeds, evaluate, write the table (mean ± std) and plots."
-    from powerset_align.evaluate import evaluate_model, results_table, save_results, summarize
+    from powerset_align.evaluate import evaluate_model, results_table, save_results, summarize, metric_ceilings
     from powerset_align.viz import plot_losses, plot_metrics, save_figure
     methods = check_methods(methods); check_preset(preset); check_data(data)
     if seeds < 1: raise ValueError(f"seeds: expected >= 1, got {seeds}")
@@ -119,8 +122,9 @@ def compare(methods=('clip', 'filip', 'sparc', 'powerclip'), # objective names (
             results.setdefault(name, []).append(r); histories.setdefault(name, []).append(hist)
             if s == 0: models[name] = (model, tok)
     table = results_table(results)
+    ceilings = metric_ceilings(n_eval) if data == 'scenes' else None
     save_results({'methods': methods, 'seeds': seeds, 'steps': steps, 'preset': preset, 'data': str(data),
-                  'results': results, 'summary': {k: summarize(v) for k, v in results.items()}}, out / 'results.json')
+                  'results': results, 'summary': {k: summarize(v) for k, v in results.items()}, 'ceilings': ceilings}, out / 'results.json')
     (out / 'table.md').write_text(table + '\n')
     (out / 'table_full.md').write_text(results_table(results, {k: v for k, v in ALL_METRICS.items()
                                                                if any(k in r for rs in results.values() for r in rs)}) + '\n')
@@ -130,34 +134,45 @@ def compare(methods=('clip', 'filip', 'sparc', 'powerclip'), # objective names (
     summ = {k: summarize(v) for k, v in results.items()}
     save_figure(plot_metrics(summ, {k: v for k, v in HEADLINE.items() if any(k in s for s in summ.values())},
                              title=f'{seeds} seed(s), mean ± std'), out / 'metrics.png')
-    return dict(results=results, histories=histories, table=table, models=models, out=out)
+    return dict(results=results, histories=histories, table=table, models=models, out=out, ceilings=ceilings)
 
 # %% ../nbs/52_experiments.ipynb #576cc166
-REPORT_SECTIONS = ('## Results', '## Training loss', '## Metrics', '## Token-to-patch maps', '## Regions each phrase picks', '## Reading the numbers')
+REPORT_SECTIONS = ('## Results', '## Ceilings', '## Training loss', '## Metrics', '## Token-to-patch maps', '## Regions each phrase picks', '## Reading the numbers')
 
 def _fmt(v): return '–' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{100 * v:.1f}'
 
-def _reading(summ, chance):
-    "Plain sentences comparing each fine-grained method with CLIP on binding and grounding."
+def _ci(runs, key):
+    "(value, lo, hi): one run's 95 % bootstrap interval, or mean ± one std over seeds."
+    from powerset_align.evaluate import summarize
+    s = summarize(runs).get(key)
+    if s is None: return None
+    m, sd, c = s
+    if c > 1: return m, m - sd, m + sd
+    lo, hi = runs[0].get('intervals', {}).get(key, (m, m))
+    return m, lo, hi
+
+def _reading(results, ceilings):
+    "Plain sentences reading each headline metric against CLIP, the untrained model and the ceilings (words alone, chance)."
     lines = []
-    base = summ.get('CLIP', {})
-    for key, label in (('binding_heldout', 'binding on held-out colour-shape pairs'), ('grounding_acc', 'grounding (IoU >= 0.5)'),
-                       ('pointing_acc', 'pointing game (best patch inside the box)'), ('hardneg_mean', 'hard-negative accuracy'),
-                       ('t2i_R@1', 'text-to-image R@1')):
-        vals = {m: s[key][0] for m, s in summ.items() if key in s and m != 'untrained'}
+    for key, label in (('group_R@1', 'group retrieval (same words, other bindings)'), ('binding_heldout', 'binding on held-out colour-shape pairs'),
+                       ('pointing_acc', 'pointing game (best patch on the object)'), ('grounding_acc', 'grounding (patch-mask IoU >= 0.5)'),
+                       ('hardneg_mean', 'hard-negative accuracy'), ('t2i_R@1', 'text-to-image R@1')):
+        vals = {m: v for m, r in results.items() if m != 'untrained' and (v := _ci(r, key))}
         if not vals: continue
-        best = max(vals, key=vals.get)
-        txt = ', '.join(f'{m} {_fmt(v)}' for m, v in vals.items())
-        c = f' (chance {_fmt(chance[key])})' if key in chance else ''
-        if key in summ.get('untrained', {}): c += f' (untrained model {_fmt(summ["untrained"][key][0])})'
+        txt = ', '.join(f'{m} {_fmt(v)} ({_fmt(lo)}–{_fmt(hi)})' for m, (v, lo, hi) in vals.items())
+        ref = []
+        if ceilings and key in ceilings: ref.append(f"words alone {_fmt(ceilings[key]['bag_of_words'])}, chance {_fmt(ceilings[key]['chance'])}")
+        if (u := _ci(results.get('untrained', []), key)) if results.get('untrained') else None: ref.append(f'untrained model {_fmt(u[0])}')
         verdict = ''
-        if key in base and len(vals) > 1:
-            beat = [m for m, v in vals.items() if m != 'CLIP' and v > base[key][0]]
-            verdict = (f' {", ".join(beat)} beat{"s" if len(beat) == 1 else ""} CLIP.' if beat else ' No method beats CLIP.')
-        if key in summ.get('untrained', {}):
-            above = [m for m, v in vals.items() if v > summ['untrained'][key][0]]
-            verdict += f' Above the untrained model: {", ".join(above) if above else "none"}.'
-        lines.append(f'- **{label}**{c}: {txt}; best: {best}.{verdict}')
+        if 'CLIP' in vals and len(vals) > 1:
+            _, clo, chi = vals['CLIP']
+            above = [m for m, (v, lo, hi) in vals.items() if m != 'CLIP' and lo > chi]
+            below = [m for m, (v, lo, hi) in vals.items() if m != 'CLIP' and hi < clo]
+            verdict = (f' Above CLIP beyond the intervals: {", ".join(above) or "none"}; below: {", ".join(below) or "none"}.')
+        if ceilings and key in ceilings:
+            words = [m for m, (v, lo, hi) in vals.items() if lo > ceilings[key]['bag_of_words']]
+            verdict += f' Above what words alone reach: {", ".join(words) or "none"}.'
+        lines.append(f'- **{label}**' + (f' ({"; ".join(ref)})' if ref else '') + f': {txt}.{verdict}')
     return lines
 
 def demo(out='runs/demo', # output directory (report.md, figures, runs)
@@ -165,16 +180,16 @@ def demo(out='runs/demo', # output directory (report.md, figures, runs)
          steps=300, # training steps per method
          batch_size=32, # examples per step
          lr=1e-3, # peak learning rate
-         n_eval=256, # test scenes evaluated (plus as many compositional scenes for binding)
+         n_eval=1024, # test scenes of the evaluation suite (see `evaluate.SceneSuite`)
          seeds=1, # seeds per method
          preset='tiny', # model preset
          scene_seed=7, # test scene shown in the figures
          progress=True, # progress bars
         ) -> Path: # path of report.md
     "The main job: CLIP vs SPARC vs PowerCLIP on the built-in scenes; writes report.md with the table and figures."
-    from powerset_align.evaluate import token_patch_maps, phrase_regions, summarize, results_table, box_iou
+    from powerset_align.evaluate import token_patch_maps, phrase_regions, results_table, ceiling_table, box_iou
     from powerset_align.viz import heatmap_grid, save_figure
-    from powerset_align.scenes import generate_scene, class_names
+    from powerset_align.scenes import generate_scene
     t0 = time.perf_counter()
     out = Path(out)
     cmp = compare(methods, seeds, steps, preset, 'scenes', batch_size, lr, n_eval, 'avg', out, progress)
@@ -190,38 +205,44 @@ def demo(out='runs/demo', # output directory (report.md, figures, runs)
                                  boxes=boxes, gt_boxes=scene.boxes, ncols=4, suptitle=f'{name}: region each phrase picks',
                                  size=1.9), out / f'regions_{name}.png')
         figs[name] = (f'tokens_{name}.png', f'regions_{name}.png')
-    summ = {k: summarize(v) for k, v in cmp['results'].items()}
-    chance = {'binding_heldout': 0.5, 'hardneg_mean': 0.5, 't2i_R@1': 1 / n_eval, 'i2t_R@1': 1 / n_eval,
-              'zeroshot_top1': 1 / len(class_names())}
     full = results_table(cmp['results'], ALL_METRICS)
     wall = time.perf_counter() - t0
     tt = {k: sum(r['train_seconds'] for r in v) / len(v) for k, v in cmp['results'].items() if 'train_seconds' in v[0]}
+    sz = cmp['results'][next(iter(cmp['results']))][0]['sizes']
     L = ['# powerset-align demo', '',
          f'{", ".join(tt)} trained on the built-in synthetic scenes with the `{preset}` preset: {steps} steps of '
          f'{batch_size} scenes each, {seeds} seed(s), the same data, budget and model (the tiny dual encoder, mean pooling on both '
-         f'towers, the same initial weights) for every method, so only the objective differs; evaluated on {n_eval} test '
-         f'scenes and {n_eval} compositional scenes (held-out colour-shape pairs). Torch threads: {torch.get_num_threads()}. '
+         f'towers, the same initial weights) for every method, so only the objective differs; evaluated on the scene suite '
+         f'of the test split ({sz["test_scenes"]} test scenes, {sz["groups"]} groups of {sz["group_size"]}, {sz["compositional_scenes"]} '
+         f'compositional scenes, {sz["zeroshot_scenes"]} one-object scenes). Torch threads: {torch.get_num_threads()}. '
          f'Wall time: {wall:.0f} s (training per method: ' + ', '.join(f'{k} {v:.0f} s' for k, v in tt.items()) + ').', '',
-         '## Results', '', 'Percentages' + (', mean ± std over seeds' if seeds > 1 else '') + '. Headline:', '', cmp['table'], '',
-         'All metrics:', '', full, '',
-         'Chance: R@1 = 1/N (N = number of test scenes), zero-shot = 1/' + str(len(class_names())) +
-         ', hard negatives and binding = 50 %. The **untrained** row is the initial model every method starts from: it is the '
-         'honest floor, notably for grounding, where an untrained ViT already separates objects from the background. '
-         'Grounding counts a phrase correct when the box drawn around the connected '
-         'blob of its most similar patches has IoU ≥ 0.5 with the object; "tokens" averages patch-token cosines over the '
-         "phrase's words, \"global\" uses the phrase's pooled embedding; the pointing game counts a phrase correct when the "
-         'centre of its single most similar patch lies inside the box.', '',
+         '## Results', '', 'Percentages' + (', mean ± std over seeds' if seeds > 1 else ' with 95 % bootstrap intervals') + '. Headline:', '',
+         cmp['table'], '', 'All metrics:', '', full, '',
+         'What the columns ask. **Retrieval** counts every image a caption is true of. **Zero-shot** classifies one-object '
+         'scenes among all colour-shape classes with prompts in the training words ("a small {}", "a large {}"). '
+         '**Binding (held-out)** prefers the true caption over the same caption with the colours of the held-out object and '
+         'another object swapped; size swaps, swaps between two seen objects and the same swap on seen objects are their own '
+         'columns. **Group R@1** retrieves, among 8 scenes whose captions are the same words bound differently, the caption '
+         'of each image (chance 1/8). **Pointing**: the centre of the patch most similar to an object description lies within '
+         '15/224 of the image side of the object; **grounding**: the patches at or above half the map\'s range overlap the '
+         'patches the object covers with IoU ≥ 0.5. Heat maps average the patch cosines of the description\'s content '
+         'words (colour, size, shape; "a" left out). The **untrained** row is the initial model every method starts from, the '
+         'honest floor for localisation, where an untrained ViT already separates objects from the background.', '',
+         '## Ceilings', '', 'The same metrics, through the same code, for a perfect scorer, a scorer that sees only which words '
+         'a caption and an image share (not which object carries which), and a constant one, on the same suite. A number is '
+         'only evidence of binding where it is above the bag-of-words column.', '',
+         ceiling_table(cmp['ceilings'], {k: v for k, v in ALL_METRICS.items() if k in cmp['ceilings']}), '',
          '## Training loss', '', '![loss curves](loss_curves.png)', '',
          '## Metrics', '', '![metrics](metrics.png)', '',
          '## Token-to-patch maps', '', f'Test scene {scene_seed}: *{scene.caption}*. Each panel is the cosine of one word token '
          'with every patch (brighter = more similar).', '']
     L += [f'![{k} token maps]({a})' for k, (a, _) in figs.items()]
-    L += ['', '## Regions each phrase picks', '', 'For each object description, the heat map of the phrase over the patches, '
+    L += ['', '## Regions each phrase picks', '', 'For each object description, the heat map of its content words over the patches, '
           'the box it picks (cyan) and the ground truth (dashed white).', '']
     L += [f'![{k} regions]({b})' for k, (_, b) in figs.items()]
-    L += ['', '## Reading the numbers', ''] + _reading(summ, chance)
-    L += ['', f'This is a {steps}-step run of a tiny model: differences of a few points are within seed noise '
-          '(run `powerset-align compare --seeds 3` for error bars).', '']
+    L += ['', '## Reading the numbers', ''] + _reading(cmp['results'], cmp['ceilings'])
+    L += ['', f'This is a {steps}-step run of a tiny model: the intervals cover the test sample, not the training seed '
+          '(run `powerset-align compare --seeds 3` for the spread over seeds).', '']
     (out / 'report.md').write_text('\n'.join(L))
     save_results_wall = out / 'wall_time.json'
     save_results_wall.write_text(json.dumps({'wall_seconds': wall}))
