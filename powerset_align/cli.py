@@ -42,13 +42,15 @@ def cli_train(method:str='powerclip', # objective: clip, filip, sparc, powerclip
 @call_parse
 def cli_eval(run:str, # run directory written by `powerset-align train` (or a model directory)
              data:str='scenes', # 'scenes' or a CSV/JSONL/COCO/webdataset path
-             n:int=512, # evaluation examples (scenes)
+             n:int=1024, # test scenes of the evaluation suite (scenes), or examples of the file
              batch_size:int=64, # evaluation batch size
             ):
-    "Evaluate a run: retrieval, zero-shot, hard negatives, grounding, binding (writes RUN/eval.json)."
-    from powerset_align.evaluate import results_table
+    "Evaluate a run: every metric with its 95 % interval, and on the scenes the ceiling table (writes RUN/eval.json)."
+    from powerset_align.evaluate import results_table, ceiling_table, HEADLINE
     res = eval_run(run, data, n, batch_size)
-    print(results_table({Path(run).name: res})); print(f'all metrics: {Path(run) / "eval.json"}')
+    print(results_table({Path(run).name: res}))
+    if 'ceilings' in res: print(ceiling_table(res['ceilings'], {k: v for k, v in HEADLINE.items() if k in res['ceilings']}))
+    print(f'all metrics: {Path(run) / "eval.json"}')
     return res
 
 @call_parse
