@@ -58,6 +58,7 @@ def load_run(out:str, # a run directory written by `train` (model/, tokenizer/, 
     from powerset_align.tokenizers import load_tokenizer
     from powerset_align.models import DualEncoderConfig
     out = Path(out)
+    if not out.exists(): raise ValueError(f"run: {str(out)!r} does not exist; expected a directory written by `powerset-align train`")
     if not out.is_dir(): raise ValueError(f"run: {str(out)!r} is not a directory; expected one written by `powerset-align train`")
     tok = None
     for t in (out / 'tokenizer', out / 'tokenizer.json', out / 'model', out):
