@@ -14,8 +14,9 @@ from .grouping import CLIP_TEMPERATURE
 
 
 # %% auto #0
-__all__ = ['OPENAI_CLIP_MEAN', 'OPENAI_CLIP_STD', 'VISION_TYPES', 'TEXT_TYPES', 'POOLINGS', 'PRESETS', 'DualEncoderConfig',
-           'preset_config', 'DualEncoderOutput', 'DualEncoder', 'build_model', 'count_parameters', 'load_hf_clip']
+__all__ = ['OPENAI_CLIP_MEAN', 'OPENAI_CLIP_STD', 'VISION_TYPES', 'TEXT_TYPES', 'POOLINGS', 'GLOBAL_HEADS', 'PRESETS',
+           'DualEncoderConfig', 'preset_config', 'DualEncoderOutput', 'DualEncoder', 'build_model', 'count_parameters',
+           'load_hf_clip']
 
 # %% ../nbs/30_models.ipynb #40788337
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -23,6 +24,7 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 VISION_TYPES = ('clip', 'vit')
 TEXT_TYPES = ('clip', 'bert')
 POOLINGS = ('avg', 'cls')
+GLOBAL_HEADS = ('linear', 'mlp')
 
 @dataclass
 class DualEncoderConfig:
@@ -39,11 +41,12 @@ class DualEncoderConfig:
     image_mean: tuple = OPENAI_CLIP_MEAN # per-channel mean subtracted from [0,1] images
     image_std: tuple = OPENAI_CLIP_STD # per-channel std dividing [0,1] images
     proj_bias: bool = False # bias in the two projections (CLIP has none)
+    global_head: str = 'linear' # image global vector: 'linear' g_v(pool f_v) (CLIP, PowerCLIP); 'mlp' g_v(h_v(pool f_v)) (SPARC)
     attn_implementation: str = 'eager' # 'eager' (attention maps available) or 'sdpa' (faster)
 
     def __post_init__(self):
         for name, val, ok in (('vision_type', self.vision_type, VISION_TYPES), ('text_type', self.text_type, TEXT_TYPES),
-                              ('pooling', self.pooling, POOLINGS)):
+                              ('pooling', self.pooling, POOLINGS), ('global_head', self.global_head, GLOBAL_HEADS)):
             if val not in ok: raise ValueError(f"{name} must be one of {ok}, got {val!r}")
         self.image_mean, self.image_std = tuple(self.image_mean), tuple(self.image_std)
         if self.image_size % self.patch_size:
@@ -128,6 +131,7 @@ class DualEncoderOutput:
     logit_scale: torch.Tensor # () exp()'d temperature inverse, clamped to <= max_logit_scale
     desc_embeds: torch.Tensor|None = None # (B, N, D) L2-normalised embeddings of batch.desc_ids (zeros where empty)
     neg_embeds: torch.Tensor|None = None # (B, C, D) L2-normalised embeddings of batch.neg_ids (zeros where empty)
+    encoder: nn.Module|None = None # the DualEncoder that made these outputs (LOUPE re-encodes masked inputs with it)
 
 # %% ../nbs/30_models.ipynb #ab3e5b62
 def _build_vision(cfg: DualEncoderConfig):
@@ -159,6 +163,8 @@ class DualEncoder(nn.Module):
         self.text_projection = nn.Linear(tw, config.embed_dim, bias=config.proj_bias)
         nn.init.normal_(self.visual_projection.weight, std=vw ** -0.5)
         nn.init.normal_(self.text_projection.weight, std=tw ** -0.5)
+        # SPARC's h_v: one non-linear layer before the image projection, for the global vector only
+        self.global_head = nn.Sequential(nn.Linear(vw, vw), nn.GELU()) if config.global_head == 'mlp' else None
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init)))
         self.register_buffer('image_mean', torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('image_std', torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
@@ -170,18 +176,48 @@ class DualEncoder(nn.Module):
     @property
     def embed_dim(self): return self.config.embed_dim
 
-    def encode_image(self, images): # (B, 3, H, W) float in [0, 1]
-        "Global image embeddings (B, D), L2-normalised, and projected patch tokens (B, P, D)."
+    def _pixels(self, images):
         S = self.config.image_size
         if images.ndim != 4 or tuple(images.shape[1:]) != (3, S, S):
             raise ValueError(f"images must have shape (B, 3, {S}, {S}), got {tuple(images.shape)}")
-        x = (images - self.image_mean.to(images.dtype)) / self.image_std.to(images.dtype)
-        h = self.vision(pixel_values=x).last_hidden_state # (B, 1+P, W)
+        return (images - self.image_mean.to(images.dtype)) / self.image_std.to(images.dtype)
+
+    def _image_global(self, h, patch_keep=None):
+        "L2-normalised global vector (B, D) from the final tower states h (B, 1+P, W): pool, [h_v], project."
+        if self.config.pooling == 'cls': g = h[:, 0]
+        elif patch_keep is None: g = h[:, 1:].mean(1)
+        else:
+            w = patch_keep.to(h.dtype).unsqueeze(-1)
+            g = (h[:, 1:] * w).sum(1) / w.sum(1).clamp(min=1)
+        if self.global_head is not None: g = self.global_head(g)
+        return _l2(self.visual_projection(g))
+
+    def encode_image(self, images, # (B, 3, H, W) float in [0, 1]
+                     patch_keep=None, # (B, P) bool: patches kept in the input (None: all); see `encode_image_tokens`
+                    ):
+        "Global image embeddings (B, D), L2-normalised, and projected patch tokens (B, P, D)."
+        if patch_keep is not None: return self.encode_image_tokens(self.image_tokens(images), patch_keep)
+        h = self.vision(pixel_values=self._pixels(images)).last_hidden_state # (B, 1+P, W)
         if self.config.vision_type == 'clip': h = self.vision.post_layernorm(h) # ViTModel already ends with a LayerNorm
-        tok = self.visual_projection(h)                     # (B, 1+P, D)
-        patches = tok[:, 1:]
-        g = tok[:, 0] if self.config.pooling == 'cls' else patches.mean(1)
-        return _l2(g), patches
+        return self._image_global(h), self.visual_projection(h[:, 1:])
+
+    def image_tokens(self, images): # (B, 3, H, W) float in [0, 1]
+        "Input tokens (B, 1+P, W) of the CLIP vision tower (patch and position embeddings, pre-LayerNorm)."
+        if self.config.vision_type != 'clip':
+            raise ValueError(f"masked image encoding needs vision_type='clip', got {self.config.vision_type!r}")
+        return self.vision.pre_layrnorm(self.vision.embeddings(self._pixels(images)))
+
+    def encode_image_tokens(self, tokens, # (N, 1+P, W) from `image_tokens` (rows may repeat one image)
+                            patch_keep, # (N, P) bool: the patches that stay in the input
+                           ):
+        "`encode_image` with the patches outside `patch_keep` removed: no token attends to them and the pooling skips them."
+        N, L, _ = tokens.shape
+        if patch_keep.shape != (N, L - 1):
+            raise ValueError(f"patch_keep must have shape ({N}, {L - 1}), got {tuple(patch_keep.shape)}")
+        keep = torch.cat([patch_keep.new_ones(N, 1), patch_keep], 1).bool()   # the CLS token always stays
+        mask = torch.zeros(N, 1, 1, L, dtype=tokens.dtype, device=tokens.device).masked_fill(~keep[:, None, None], torch.finfo(tokens.dtype).min)
+        h = self.vision.post_layernorm(self.vision.encoder(inputs_embeds=tokens, attention_mask=mask).last_hidden_state)
+        return self._image_global(h, patch_keep.bool()), self.visual_projection(h[:, 1:])
 
     def _pool_index(self, input_ids, attention_mask):
         "Index (B,) of the token whose state is the 'cls'-pooled text vector."
@@ -226,6 +262,44 @@ class DualEncoder(nn.Module):
             out = out.to(g.dtype).index_copy(0, idx, g)
         return out.view(B, N, -1)
 
+    def encode_text_packed(self, input_ids, # (B, T) long captions
+                           attention_mask, # (B, T) bool
+                           rows_ids, # (B, N, Tr) long: N more texts per sample (descriptions)
+                           rows_mask, # (B, N, Tr) bool
+                          ):
+        "`encode_text` of the captions and `encode_text_rows` of the rows in one text-tower call: (B, D), (B, T, D), (B, N, D)."
+        if self.config.text_type != 'clip': raise ValueError(f"packing needs text_type='clip', got {self.config.text_type!r}")
+        B, T = input_ids.shape
+        if rows_ids.ndim != 3 or rows_mask.shape != rows_ids.shape or rows_ids.shape[0] != B:
+            raise ValueError(f"rows_ids and rows_mask must both have shape ({B}, N, Tr), got {tuple(rows_ids.shape)} and {tuple(rows_mask.shape)}")
+        if max(T, rows_ids.shape[2]) > self.config.max_length:
+            raise ValueError(f"texts have {max(T, rows_ids.shape[2])} positions, the text tower has max_length={self.config.max_length}")
+        N, dev = rows_ids.shape[1], input_ids.device
+        rm = rows_mask.bool()
+        Tr = int(rm.flatten(0, 1).any(0).nonzero().max()) + 1 if rm.any() else 1   # drop trailing all-pad columns
+        rows_ids, rm = rows_ids[..., :Tr], rm[..., :Tr]
+        # one sequence per sample: its caption, then its N texts; each text sees only itself (causally), positions restart
+        seg = torch.cat([torch.zeros(T, dtype=torch.long, device=dev), torch.arange(1, N + 1, device=dev).repeat_interleave(Tr)])
+        pos = torch.cat([torch.arange(T, device=dev), torch.arange(Tr, device=dev).repeat(N)])
+        valid = torch.cat([attention_mask.bool(), rm.reshape(B, N * Tr)], 1)
+        allow = (seg[:, None] == seg[None]) & torch.ones(len(seg), len(seg), dtype=torch.bool, device=dev).tril()
+        dt = self.text_projection.weight.dtype
+        mask = torch.zeros(B, 1, len(seg), len(seg), dtype=dt, device=dev).masked_fill(~(allow[None] & valid[:, None])[:, None], torch.finfo(dt).min)
+        e = self.text.embeddings
+        h = e.token_embedding(torch.cat([input_ids, rows_ids.reshape(B, N * Tr)], 1)) + e.position_embedding(pos)[None]
+        h = self.text.final_layer_norm(self.text.encoder(inputs_embeds=h, attention_mask=mask).last_hidden_state)
+        tok = self.text_projection(h)
+        ctok, rtok = tok[:, :T], tok[:, T:].reshape(B, N, Tr, -1)
+        m = attention_mask.bool()
+        if self.config.pooling == 'cls':
+            g = ctok[torch.arange(B, device=dev), self._pool_index(input_ids, m)]
+            j = self._pool_index(rows_ids.reshape(B * N, Tr), rm.reshape(B * N, Tr)).view(B, N, 1, 1)
+            r = rtok.gather(2, j.expand(B, N, 1, rtok.shape[-1])).squeeze(2)
+        else:
+            w = m.to(tok.dtype).unsqueeze(-1); g = (ctok * w).sum(1) / w.sum(1).clamp(min=1)
+            w = rm.to(tok.dtype).unsqueeze(-1); r = (rtok * w).sum(2) / w.sum(2).clamp(min=1)
+        return _l2(g), ctok, _l2(r) * rm.any(-1, keepdim=True).to(r.dtype)
+
     def set_grad_checkpointing(self, enable:bool=True): # recompute tower activations in backward (less memory)
         "Turn activation checkpointing of both towers on or off (same gradients, less memory, ~30% more compute)."
         for t in (self.vision, self.text):
@@ -244,10 +318,15 @@ class DualEncoder(nn.Module):
                ) -> DualEncoderOutput:
         "Encode a batch into a `DualEncoderOutput`."
         img, patches = self.encode_image(batch.images)
-        txt, tokens = self.encode_text(batch.input_ids, getattr(batch, 'attention_mask', None))
-        desc = self.encode_text_rows(batch.desc_ids, batch.desc_mask) if descriptions else None
+        am = getattr(batch, 'attention_mask', None)
+        if descriptions and self.config.text_type == 'clip':   # captions and descriptions in one text-tower call
+            am = torch.ones_like(batch.input_ids, dtype=torch.bool) if am is None else am
+            txt, tokens, desc = self.encode_text_packed(batch.input_ids, am, batch.desc_ids, batch.desc_mask)
+        else:
+            txt, tokens = self.encode_text(batch.input_ids, am)
+            desc = self.encode_text_rows(batch.desc_ids, batch.desc_mask) if descriptions else None
         neg = self.encode_text_rows(batch.neg_ids, batch.neg_mask) if negatives else None
-        return DualEncoderOutput(img, txt, patches, tokens, self.scale(), desc, neg)
+        return DualEncoderOutput(img, txt, patches, tokens, self.scale(), desc, neg, encoder=self)
 
 # %% ../nbs/30_models.ipynb #927371e6
 def build_model(preset:str='tiny', # one of `PRESETS` ('tiny', 'small', 'base')
