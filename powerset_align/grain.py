@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from types import SimpleNamespace
 from .objectives import Objective, register_objective, clip_loss
 from .boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, generalized_box_iou, giou
 
@@ -71,10 +72,12 @@ class Attention(nn.Module):
         self.h, self.dropout = n_heads, dropout
         self.q, self.k, self.v, self.out = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
 
-    def forward(self, q, k, v): # (B, Lq, D), (B, Lk, D), (B, Lk, D) -> (B, Lq, D)
+    def forward(self, q, k, v, # (B, Lq, D), (B, Lk, D), (B, Lk, D) -> (B, Lq, D)
+                kv=None): # (k, v) already projected by self.k / self.v (then k and v are not used)
         B, Lq, D = q.shape
         split = lambda x: x.view(B, -1, self.h, D // self.h).transpose(1, 2)
-        o = F.scaled_dot_product_attention(split(self.q(q)), split(self.k(k)), split(self.v(v)),
+        kk, vv = (self.k(k), self.v(v)) if kv is None else kv
+        o = F.scaled_dot_product_attention(split(self.q(q)), split(kk), split(vv),
                                            dropout_p=self.dropout if self.training else 0.)
         return self.out(o.transpose(1, 2).reshape(B, Lq, D))
 
@@ -88,25 +91,25 @@ class DecoderLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, tgt, memory, query_pos, memory_pos=None):
-        "tgt (B, Q, D), memory (B, P, D), query_pos (1|B, Q, D), memory_pos (1|B, P, D) -> (B, Q, D)"
+    def forward(self, tgt, memory, query_pos, memory_pos=None, memory_kv=None):
+        "tgt (B, Q, D), memory (B, P, D), query_pos (1|B, Q, D), memory_pos (1|B, P, D), memory_kv: projected (k, v) -> (B, Q, D)"
         q = self.norm1(tgt)
         qp = q + query_pos                                               # queries and keys of self-attention: one add
         tgt = tgt + self.drop(self.self_attn(qp, qp, q))
         q = self.norm2(tgt)
         k = memory if memory_pos is None else memory + memory_pos
-        tgt = tgt + self.drop(self.cross_attn(q + query_pos, k, memory))
+        tgt = tgt + self.drop(self.cross_attn(q + query_pos, k, memory, memory_kv))
         return tgt + self.drop(self.ffn(self.norm3(tgt)))
 
 class QueryDecoder(nn.Module):
     "GRAIN's query decoder: n_regions region queries + 1 image query over patch tokens -> boxes, region and image embeddings."
     def __init__(self, dim:int, # embedding dim D of patch_embeds
                  n_regions:int=5, # region queries (GRAIN: 5 = max boxes per image)
-                 n_layers:int=2, # decoder layers (GRAIN: 6)
+                 n_layers:int=6, # decoder layers (GRAIN: 6)
                  n_heads:int=4, # attention heads (GRAIN: 8)
                  ffn_dim:int=None, # FFN width, default 4*dim (GRAIN: 2048 at dim 512)
                  dropout:float=0., # (GRAIN: 0.1)
-                 memory_pos:bool=True): # add 2-D sine positions to the memory keys
+                 memory_pos:bool=False): # add 2-D sine positions to the memory keys (GRAIN: no)
         super().__init__()
         self.dim, self.n_regions, self.memory_pos = dim, n_regions, memory_pos
         self.query_pos = nn.Embedding(n_regions + 1, dim)
@@ -125,6 +128,12 @@ class QueryDecoder(nn.Module):
         if key not in self._pos_cache: self._pos_cache[key] = sine_positions_2d(g, self.dim).to(device, dtype)[None]
         return self._pos_cache[key]
 
+    def _memory_kv(self, memory):
+        "Keys and values of every layer's cross-attention in one matrix product (they all read the same memory)."
+        lins = [lin for l in self.layers for lin in (l.cross_attn.k, l.cross_attn.v)]
+        kv = F.linear(memory, torch.cat([l.weight for l in lins]), torch.cat([l.bias for l in lins])).split(self.dim, -1)
+        return [kv[2 * i:2 * i + 2] for i in range(len(self.layers))]
+
     def forward(self, patch_embeds): # (B, P, D)
         "dict(boxes (B, Q, 4) cxcywh, region_embeds (B, Q, D), image_embed (B, D)), Q = n_regions; embeddings not normalised."
         if patch_embeds.ndim != 3 or patch_embeds.shape[-1] != self.dim:
@@ -134,7 +143,8 @@ class QueryDecoder(nn.Module):
         mpos = self._memory_pos(P, memory.device, memory.dtype)
         qpos = self.query_pos.weight[None]
         tgt = torch.zeros(B, self.n_regions + 1, D, device=memory.device, dtype=memory.dtype)
-        for layer in self.layers: tgt = layer(tgt, memory, qpos, mpos)
+        kvs = self._memory_kv(memory) if mpos is None else [None] * len(self.layers)
+        for layer, kv in zip(self.layers, kvs): tgt = layer(tgt, memory, qpos, mpos, kv)
         h = self.norm(tgt)
         hr, hi = h[:, :self.n_regions], h[:, self.n_regions]
         return dict(boxes=self.box_head(hr).sigmoid(), region_embeds=self.region_proj(hr), image_embed=self.image_proj(hi))
@@ -184,24 +194,32 @@ class GrainObjective(Objective):
     needs = {'descriptions'}
     def __init__(self, embed_dim:int=128, # D of patch_embeds / text_embeds
                  n_regions:int=5, # region queries
-                 n_layers:int=2, # decoder layers
+                 n_layers:int=6, # decoder layers (GRAIN: 6)
                  n_heads:int=4, # decoder heads
                  ffn_dim:int=None, # decoder FFN width (default 4*embed_dim)
                  dropout:float=0., # decoder dropout
-                 memory_pos:bool=True, # sine positions on the memory keys
+                 memory_pos:bool=False, # sine positions on the memory keys (GRAIN: no)
                  cost_l1:float=5., # matching cost weight of L1
                  cost_giou:float=2., # matching cost weight of -GIoU
                  w_l1:float=1., # L_box: weight of L1
                  w_giou:float=1., # L_box: weight of 1 - GIoU
-                 w_box:float=1., # weight of L_box in the total
+                 w_box:float=1.5, # weight of L_box in the total (GRAIN's effective weight)
                  w_rd:float=1., # weight of L_rd in the total
-                 ic_source:str='both'): # image embedding for L_ic: 'decoder' (paper), 'encoder', or 'both' (mean)
+                 ic_source:str='decoder'): # image embedding for L_ic: 'decoder' (GRAIN), 'encoder', or 'both' (mean)
         super().__init__()
         if ic_source not in ('decoder', 'encoder', 'both'):
             raise ValueError(f"ic_source: expected 'decoder', 'encoder' or 'both', got {ic_source!r}")
         self.decoder = QueryDecoder(embed_dim, n_regions, n_layers, n_heads, ffn_dim, dropout, memory_pos)
         self.cost_l1, self.cost_giou, self.w_l1, self.w_giou = cost_l1, cost_giou, w_l1, w_giou
         self.w_box, self.w_rd, self.ic_source = w_box, w_rd, ic_source
+
+    def predict_boxes(self, patch_embeds, # (B, P, D) projected patch tokens
+                      text_embeds): # (B, K, D) texts to ground (object descriptions)
+        "Boxes (B, Q, 4) xyxy in [0, 1] of the Q region queries and the cosine (B, K, Q) of every text with every region query."
+        p = predict_boxes(self, SimpleNamespace(patch_embeds=patch_embeds))
+        if text_embeds.ndim != 3 or text_embeds.shape[0] != p['boxes'].shape[0] or text_embeds.shape[-1] != p['region_embeds'].shape[-1]:
+            raise ValueError(f"text_embeds: expected shape ({p['boxes'].shape[0]}, K, {p['region_embeds'].shape[-1]}), got {tuple(text_embeds.shape)}")
+        return p['boxes'], F.normalize(text_embeds, dim=-1) @ p['region_embeds'].transpose(1, 2)
 
     def forward(self, out, batch):
         "dict(loss, ic, box_l1, box_giou, rd, n_boxes) from model outputs and a Batch with boxes."
