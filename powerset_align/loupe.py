@@ -7,7 +7,7 @@ __all__ = ['patch_text_game', 'coalition_samples', 'tsa_interactions', 'tsa_endp
            'token_interactions', 'GroupedGame', 'alignment_value', 'fsa_interactions', 'fsa_endpoints', 'grid_centres',
            'box_membership', 'RegionHead', 'UNSIL', 'unsil_loss', 'tsa_unsil_inputs', 'synthetic_tsa_task',
            'fit_unsil_tsa', 'phrase_embeddings', 'LoupeObjective', 'tsa_loss', 'fsa_loss', 'budget_select',
-           'explore_unsil']
+           'object_vs_random', 'explore_unsil']
 
 # %% ../nbs/32_loupe.ipynb #46071e61
 import math
@@ -158,7 +158,7 @@ def tsa_endpoints(patch_embeds, # (B, P, D)
         f1 = vOR - (vOx * Rf).sum(-1) + (k - 1) * vO                    # S = all the others
         return torch.stack([f0, f1], -1)
 
-# %% ../nbs/32_loupe.ipynb #ca234b54
+# %% ../nbs/32_loupe.ipynb #b882d953
 class TokenGame(Game):
     "LOUPE's token-level game (Eq. 5-7): players are the P patches then the caption's word tokens; v(S) = the model's similarity with the others removed."
     def __init__(self, model, # a DualEncoder with a CLIP vision tower
@@ -724,7 +724,7 @@ class LoupeObjective(Objective):
         return dict(loss=loss, **{k: v.detach() for k, v in parts.items()},
                     frac_sampled=torch.tensor(n_sampled / max(n_items, 1)), evals=torch.tensor(float(n_evals)))
 
-# %% ../nbs/32_loupe.ipynb #b87a03ab
+# %% ../nbs/32_loupe.ipynb #310828f4
 def tsa_loss(conf, # (B, M) confidence logits of the regions
              boxes, # (B, M, 4) xyxy boxes of the regions (differentiable)
              I, # (B, M) token-level interactions (targets, not differentiated)
@@ -791,6 +791,70 @@ def _toy_batch(B=4, P=16, D=32, T=8, L=6, K=4, seed=0):
     batch = SimpleNamespace(token_mask=tm, leaf_mask=leaf, leaf_valid=torch.ones(B, L, dtype=torch.bool),
                             node_leaf=nl, node_valid=torch.ones(B, K, dtype=torch.bool))
     return out, batch
+
+# %% ../nbs/32_loupe.ipynb #c2ed31f8
+def _object_items(batch, i, grid, gen):
+    "Per object mentioned once in caption i: (patches of its box, patches of a random box of the same size, its phrase's text positions)."
+    ids, items = batch.input_ids[i].tolist(), []
+    for k in batch.box_valid[i].nonzero().flatten().tolist():
+        d = batch.desc_ids[i, k][batch.desc_mask[i, k]].tolist()[1:-1]  # the object's description without BOS/EOS
+        hits = [t for t in range(len(ids) - len(d) + 1) if ids[t:t + len(d)] == d]
+        if len(d) == 0 or len(hits) != 1: continue
+        x1, y1, x2, y2 = batch.boxes[i, k].tolist()
+        c0, r0 = int(x1 * grid), int(y1 * grid)
+        c1, r1 = min(grid, math.ceil(x2 * grid)), min(grid, math.ceil(y2 * grid))
+        h, w = r1 - r0, c1 - c0
+        if h * w >= grid * grid // 2: continue                          # no room for a different box of that size
+        while True:
+            rr, cc = [int(torch.randint(0, grid - s + 1, (1,), generator=gen)) for s in (h, w)]
+            if (rr, cc) != (r0, c0): break
+        obj = [r * grid + c for r in range(r0, r1) for c in range(c0, c1)]
+        rnd = [r * grid + c for r in range(rr, rr + h) for c in range(cc, cc + w)]
+        items.append((obj, rnd, list(range(hits[0], hits[0] + len(d)))))
+    return items
+
+def object_vs_random(model, # DualEncoder (CLIP vision tower)
+                     n_scenes:int=16, # test scenes
+                     n_samples:int=16, # sampled coalitions per interaction
+                     measures=('pair', 'token', 'semantic', 'embedding'), # which interactions to compare, see below
+                     seed:int=0):
+    "Share of objects whose interaction beats a random box of the same size: dict(measure -> (share, n)), and the (object, random) pairs."
+    from powerset_align.data import scenes_loader
+    model = model.eval()
+    grid = model.config.grid
+    batch = next(iter(scenes_loader('test', batch_size=n_scenes, grid=grid, n_eval=n_scenes, with_descriptions=True,
+                                    max_len=model.config.max_length)))
+    gen = torch.Generator().manual_seed(seed)
+    res = {m: [] for m in measures}
+    with torch.no_grad(): out = model(batch)
+    for i in range(len(batch)):
+        items = _object_items(batch, i, grid, gen)
+        if not items: continue
+        game = TokenGame(model, batch.images[i], batch.input_ids[i], batch.attention_mask[i], batch.token_mask[i])
+        word = {int(p): game.n_patches + j for j, p in enumerate(game.words)}
+        for obj, rnd, phrase in items:
+            W = [word[p] for p in phrase if p in word]
+            for m in measures:
+                if m == 'pair':      # the region and its phrase, each merged into one player: their pairwise interaction
+                    f = lambda R: pair_interaction(GroupedGame(game, [R, W]), game.n - len(R) - len(W) + 2, 0, 1, n_samples, seed=seed)
+                elif m == 'token':   # Eq. 7: the region's patches merged, in the re-encoding game
+                    f = lambda R: coalition_interaction(game, game.n, R, n_samples, seed=seed)
+                elif m == 'embedding':   # Eq. 7 in the output-embedding game
+                    f = lambda R: tsa_interactions(out.patch_embeds[i:i + 1], out.text_embeds[i:i + 1],
+                                                   torch.isin(torch.arange(grid * grid), torch.tensor(R))[None, None], 64,
+                                                   generator=torch.Generator().manual_seed(seed))[0, 0]
+                else: continue
+                res[m].append((float(f(obj)), float(f(rnd))))
+        if 'semantic' in measures:   # Eq. 10: players = the object boxes, the random boxes and the phrases
+            pe, te = out.patch_embeds[i], out.token_embeds[i]
+            regs = [pe[o].mean(0) for o, _, _ in items] + [pe[r].mean(0) for _, r, _ in items]
+            g2 = AlignmentGame(F.normalize(torch.stack(regs), dim=-1), F.normalize(torch.stack([te[p].mean(0) for _, _, p in items]), dim=-1),
+                               tau=1 / float(out.logit_scale))
+            k = len(items)
+            for j in range(k):
+                res['semantic'].append((float(pair_interaction(g2, g2.n, j, 2 * k + j)), float(pair_interaction(g2, g2.n, k + j, 2 * k + j))))
+    return {m: (sum(a > r for a, r in v) / max(len(v), 1), len(v)) for m, v in res.items()}, res
+
 
 # %% ../nbs/32_loupe.ipynb #fa55297e
 def explore_unsil(task=None, # synthetic_tsa_task() output (default: a fresh one)
