@@ -792,7 +792,7 @@ def _toy_batch(B=4, P=16, D=32, T=8, L=6, K=4, seed=0):
                             node_leaf=nl, node_valid=torch.ones(B, K, dtype=torch.bool))
     return out, batch
 
-# %% ../nbs/32_loupe.ipynb #c2ed31f8
+# %% ../nbs/32_loupe.ipynb #3de5a69d
 def _object_items(batch, i, grid, gen):
     "Per object mentioned once in caption i: (patches of its box, patches of a random box of the same size, its phrase's text positions)."
     ids, items = batch.input_ids[i].tolist(), []
