@@ -248,14 +248,14 @@ def _t1_from_x(x, region_valid, node_valid, tau):
 
 AUTO_CHUNK_ELEMS = 2**18   # node scores per chunk when chunk_size is None and no gradient is needed (~1 MB, cache-sized)
 
-def _chunked(fn, args, core_ndims, batch, chunk_size, checkpoint, M=1, K=1):
-    "fn(*args) over chunks of the first batch dim (args split where they have that dim), optionally checkpointed."
+def _chunked(fn, args, core_ndims, batch, chunk_size, checkpoint, M=1, K=1, grad_chunks=False):
+    "fn(*args) over chunks of the first batch dim (args split where they have that dim), optionally checkpointed; automatic chunks with a gradient only if `grad_chunks`."
     run = fn
     needs_grad = torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)
     if checkpoint and needs_grad:
         import torch.utils.checkpoint as cp
         run = lambda *a: cp.checkpoint(fn, *a, use_reentrant=False)
-    if chunk_size is None and not needs_grad and len(batch) > 0:      # automatic, cache-friendly: same result, faster
+    if chunk_size is None and (grad_chunks or not needs_grad) and len(batch) > 0:      # automatic, cache-friendly: same result, faster
         chunk_size = max(1, AUTO_CHUNK_ELEMS // max(1, math.prod(batch[1:]) * M * K))
     if chunk_size is None or len(batch) == 0 or batch[0] <= chunk_size: return run(*args)
     pieces = [a.split(chunk_size, 0) if isinstance(a, Tensor) and a.ndim - c == len(batch) and a.shape[0] > 1 else None
@@ -314,6 +314,77 @@ def nla_t2(S0:Tensor, # leaf similarities (..., M, L)
     def f(S0, nl, rv, nv): return _t2_from_x(_node_scores(S0, nl, rv, nv, beta), rv, nv, beta, zeta)
     return _chunked(f, (S0, node_leaf, rv, nv), (2, 2, 1, 1), batch, chunk_size, checkpoint, S0.shape[-2], node_leaf.shape[-2])
 
+# %% ../nbs/10_powerset.ipynb #3a6cd2e0
+def _logsig_sum(a):
+    "sum over the last dim of log sigmoid(a) for a >= 0, in place on a: one log per 64 terms (each factor lies in [1/2, 1])."
+    a = a.clamp_max_(40.0).sigmoid_()                     # sigmoid(40) = 1 - 4e-18; no slow denormals further out
+    return sum(part.prod(-1).log_() for part in a.split(64, -1))
+
+def _softplus_rows(x, lin):
+    "sum_m softplus(x[..., k, m]) -> (..., K) from scaled scores x (..., K, M), consumed in place; lin = sum_m x."
+    return 0.5 * (lin + x.abs_().sum(-1)) - _logsig_sum(x)    # softplus(x) = (x + |x|)/2 - log sigmoid(|x|)
+
+def _nla_prep(S0, nl, rv, nv):
+    "Float (>= 32 bit) copies of S0 and node_leaf with the invalid regions / nodes zeroed."
+    dt = torch.promote_types(S0.dtype, nl.dtype)
+    if not dt.is_floating_point or torch.finfo(dt).bits < 32: dt = torch.float32
+    S0, nl = S0.to(dt), nl.to(dt)
+    if rv is not None: S0 = torch.where(rv[..., None], S0, 0.)
+    if nv is not None: nl = torch.where(nv[..., None], nl, 0.)
+    return S0, nl
+
+def _nla_scores(S0, nl, scale):
+    "Scaled node scores with the regions as the fast axis: scale * s (..., K, M)."
+    return torch.matmul(nl * scale, S0.transpose(-1, -2))
+
+def _nla_forward(S0, nl, rv, nv, tau, beta, zeta):
+    "S-bar (...) from masked inputs, the (...) bool of non-empty problems, and the (..., K) node weights of T1's mean (nu) and T2's LSE (p)."
+    M, K = S0.shape[-2], nl.shape[-2]
+    lin = torch.matmul(nl, S0.sum(-2)[..., None])[..., 0]             # sum_m s_mk (..., K)
+    ok = rv.any(-1) if rv is not None else torch.ones((), dtype=torch.bool, device=S0.device)
+    if nv is not None: ok = ok & nv.any(-1)
+    sp1 = _softplus_rows(_nla_scores(S0, nl, 1.0 / tau), lin / tau)  # sum_m softplus(s_mk / tau), masked regions give log 2
+    n_inv = (M - rv.sum(-1)).to(lin.dtype)[..., None] if rv is not None else 0.
+    nu = nv.to(lin.dtype) / nv.sum(-1, keepdim=True).clamp_min(1).to(lin.dtype) if nv is not None else lin.new_full((K,), 1.0 / K)
+    t1 = tau * ((sp1 - n_inv * LOG2) * nu).sum(-1)
+    sp2 = sp1 if abs(beta * tau - 1.0) < 1e-12 else _softplus_rows(_nla_scores(S0, nl, beta), beta * lin)
+    u = (0.5 * (1.0 - zeta) * beta) * lin + zeta * (sp2 - M * LOG2)   # sum over valid m of Lambda_zeta(beta s_mk)
+    if nv is not None:
+        u = torch.where(nv, u, -math.inf)                             # masked nodes leave the LSE
+        u = torch.where(nv.any(-1, keepdim=True), u, 0.0)             # rows without a node stay finite
+    return torch.where(ok, t1 + torch.logsumexp(u, -1) / beta, 0.0), ok, nu, torch.softmax(u, -1)
+
+class _NLA(torch.autograd.Function):
+    "S-bar = NLA-T1 + NLA-T2 from S0 and node_leaf in one pass; closed-form backward that recomputes the node scores, saving only inputs and (..., K) weights."
+    @staticmethod
+    def forward(ctx, S0, nl, rv, nv, tau, beta, zeta):
+        S0m, nlm = _nla_prep(S0, nl, rv, nv)
+        out, ok, nu, p = _nla_forward(S0m, nlm, rv, nv, tau, beta, zeta)
+        ctx.save_for_backward(S0m, nlm, rv, nv, ok, nu, p)
+        ctx.args, ctx.shapes = (tau, beta, zeta), (S0.shape, S0.dtype, nl.shape, nl.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        S0, nl, rv, nv, ok, nu, p = ctx.saved_tensors
+        (tau, beta, zeta), (s0_shape, s0_dt, nl_shape, nl_dt) = ctx.args, ctx.shapes
+        g = torch.where(ok, g, 0.0).to(S0.dtype)[..., None]
+        a, b = g * nu, g * (zeta * p)                                     # coefficients of sigmoid(s/tau) and of sigmoid(beta s)
+        sig = lambda scale: _nla_scores(S0, nl, scale).clamp_(-40.0, 40.0).sigmoid_()
+        if abs(beta * tau - 1.0) < 1e-12: ds = sig(1.0 / tau).mul_((a + b)[..., None])
+        else: ds = sig(1.0 / tau).mul_(a[..., None]).add_(sig(beta).mul_(b[..., None]))
+        if zeta < 1: ds = ds.add_((g * (0.5 * (1.0 - zeta)) * p)[..., None])      # d S-bar / d s^T (..., K, M)
+        gS0 = gnl = None
+        if ctx.needs_input_grad[0]:
+            gS0 = torch.matmul(ds.transpose(-1, -2), nl)
+            if rv is not None: gS0 = torch.where(rv[..., None], gS0, 0.)
+            gS0 = gS0.sum_to_size(s0_shape).to(s0_dt)
+        if ctx.needs_input_grad[1]:
+            gnl = torch.matmul(ds, S0)
+            if nv is not None: gnl = torch.where(nv[..., None], gnl, 0.)
+            gnl = gnl.sum_to_size(nl_shape).to(nl_dt)
+        return gS0, gnl, None, None, None, None, None
+
 # %% ../nbs/10_powerset.ipynb #8ac19bd0
 def _sbar_from_x(x, rv, nv, tau, beta, zeta):
     "S-bar from scaled node scores x = s / tau (..., M, K): layers 2-3 of both NLAs."
@@ -337,17 +408,20 @@ def powerset_similarity(S0:Tensor, # leaf similarities (..., M, L); all pairs: (
                         zeta:float=0.75, # NLA-T2 interpolation between lower (0) and upper (1) bound
                         region_valid:Tensor|None=None, # (..., M) bool; all pairs: (Bi, 1, M)
                         node_valid:Tensor|None=None, # (..., K) bool; all pairs: (Bj, K)
-                        chunk_size:int|None=None, # chunks of the first batch dim (images); None: cache-sized without grad, one piece with grad
-                        checkpoint:bool=False, # recompute each chunk in backward
-                        compile:bool=False, # fuse layers 2-3 with torch.compile (a C++ compiler on CPU; the first call compiles)
+                        chunk_size:int|None=None, # chunks of the first batch dim (images); None: cache-sized chunks (one piece with grad and compile=True)
+                        checkpoint:bool=False, # recompute each chunk in backward (compile=True; the fused path saves only its inputs anyway)
+                        compile:bool=False, # torch.compile layers 2-3 instead of the fused autograd Function (a C++ compiler on CPU; the first call compiles)
                        ) -> Tensor: # S-bar (...), e.g. (Bi, Bj)
     "PowerCLIP's S-bar = nla_t1 + nla_t2 with a shared first layer; S0 (..., M, L), node_leaf (..., K, L) -> (...)"
     tau = _check_pos('tau', tau)
     beta = 1e3 if beta is None else _check_pos('beta', beta)
     zeta = _check_zeta(zeta); _check_chunk(chunk_size)
     S0, node_leaf, rv, nv, batch = _check_inputs(S0, node_leaf, region_valid, node_valid)
-    f = partial(_compiled(_sbar) if compile else _sbar, tau=tau, beta=beta, zeta=zeta)
-    return _chunked(f, (S0, node_leaf, rv, nv), (2, 2, 1, 1), batch, chunk_size, checkpoint, S0.shape[-2], node_leaf.shape[-2])
+    M, K = S0.shape[-2], node_leaf.shape[-2]
+    if compile: f = partial(_compiled(_sbar), tau=tau, beta=beta, zeta=zeta)
+    elif M == 0 or K == 0: return S0.new_zeros(tuple(batch), dtype=torch.promote_types(S0.dtype, torch.float32))
+    else: f = lambda S0, nl, rv, nv: _NLA.apply(S0, nl, rv, nv, tau, beta, zeta)
+    return _chunked(f, (S0, node_leaf, rv, nv), (2, 2, 1, 1), batch, chunk_size, checkpoint, M, K, grad_chunks=not compile)
 
 # %% ../nbs/10_powerset.ipynb #b27321f8
 def powerset_similarity_from_scores(s:Tensor, # layer-1 scores s_mB (..., M, K); all pairs: (Bi, Bj, M, K)
@@ -405,7 +479,7 @@ def ops_per_pair(M:int, # regions
     "Operations per pair, each multiply-add, comparison and activation counted once: exact Q-bar vs NLA S-bar."
     layer1 = M * L * K                                   # shared: s = S0 node_leaf^T
     exact = layer1 + 2 ** M * K * M + 2 * 2 ** M * K    # every subset sum, then a max over subsets and one over nodes
-    nla = layer1 + 2 * M * K + 2 * K                     # one softplus and one linear term per (m, B), then layer 3
+    nla = layer1 + L * K + 2 * M * K + 2 * K             # sum_m s = (sum_m S0) node_leaf^T, one softplus and one |s| per (m, B), layer 3
     return exact, nla
 
 
