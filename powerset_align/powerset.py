@@ -314,7 +314,7 @@ def nla_t2(S0:Tensor, # leaf similarities (..., M, L)
     def f(S0, nl, rv, nv): return _t2_from_x(_node_scores(S0, nl, rv, nv, beta), rv, nv, beta, zeta)
     return _chunked(f, (S0, node_leaf, rv, nv), (2, 2, 1, 1), batch, chunk_size, checkpoint, S0.shape[-2], node_leaf.shape[-2])
 
-# %% ../nbs/10_powerset.ipynb #3a6cd2e0
+# %% ../nbs/10_powerset.ipynb #0457f0f0
 def _logsig_sum(a):
     "sum over the last dim of log sigmoid(a) for a >= 0, in place on a: one log per 64 terms (each factor lies in [1/2, 1])."
     a = a.clamp_max_(40.0).sigmoid_()                     # sigmoid(40) = 1 - 4e-18; no slow denormals further out

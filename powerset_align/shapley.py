@@ -7,7 +7,7 @@ __all__ = ['shapley_weights', 'shapley_values', 'banzhaf_values', 'plot_power', 
            'small_mlp_game']
 
 # %% ../nbs/01_shapley.ipynb #5b65fe48
-import math, time
+import math, time, itertools
 import torch
 from .games import evaluate, coalitions_from_codes, check_coalitions, WeightedVotingGame, MaskedModelGame
 
@@ -111,19 +111,100 @@ def _kernel_shapley(game, n, n_samples, seed, chunk_size):
     nu = (one.T @ Ab - total[None]) / (one.T @ A1)
     return Ab - A1 @ nu, scalar
 
+# %% ../nbs/01_shapley.ipynb #349789b5
+def _budget_method(n, budget, method, n_samples):
+    "The method a budget implies (exact once budget >= 2**n, else regression); ValueError for a budget with a method it cannot bound."
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 2):
+        raise ValueError(f"`budget` must be None or an int >= 2 (game evaluations, the empty and full coalitions included); received {budget!r}")
+    if budget is None:
+        if method == "regression": raise ValueError("`budget` must be given for method='regression' (at most that many game evaluations); received None")
+        return method or "exact"
+    if method not in (None, "exact", "regression"):
+        raise ValueError(f"`budget` bounds method=None, 'exact' or 'regression'; received method={method!r} (use n_samples for it)")
+    if n_samples is not None: raise ValueError(f"pass `budget` or `n_samples`, not both; received n_samples={n_samples!r}")
+    if method == "exact" and budget < 2 ** n:
+        raise ValueError(f"`budget` must be >= 2**n = {2 ** n:,} for method='exact'; received {budget:,} (method=None picks an estimator)")
+    return method or ("exact" if budget >= 2 ** n else "regression")
+
+def _layer_sample(n, budget, score, gen):
+    "Coalitions for a budget: coalition sizes enumerated whole from the extremes inward while the budget (spread over the sizes by `score`) covers them, the rest drawn as complement pairs by size; masks (C, n) bool and multipliers (C,) (C(n, s) / draws of size s; 1 where enumerated)."
+    lo, hi, left, parts, mult = 0, n, budget, [], []
+    while lo <= hi:
+        cost = math.comb(n, lo) * (1 if lo == hi else 2)
+        share = left * (score[lo] + (score[hi] if hi != lo else 0)) / sum(score[lo:hi + 1])
+        if cost > left or (share < cost and sum(math.comb(n, t) for t in range(lo, hi + 1)) > left): break
+        for s in {lo, hi}:
+            parts.append(coalitions_from_codes(_codes_of_size(n, s), n)); mult.append(torch.ones(math.comb(n, s), dtype=torch.float64))
+        left -= cost; lo += 1; hi -= 1
+    pairs = list(range(lo, n // 2 + 1)) if lo <= hi else []          # layer pairs (s, n - s), s <= n/2
+    if pairs and left >= 2:
+        wts = torch.tensor([score[s] + (score[n - s] if n - s != s else 0) for s in pairs], dtype=torch.float64)
+        units = _largest_remainder(left // 2, wts)                    # one unit = a subset of size s and its complement
+        for s, u in zip(pairs, units.tolist()):
+            if u == 0: continue
+            base = torch.rand(u, n, generator=gen).argsort(-1).argsort(-1) < s
+            parts.append(torch.cat([base, ~base]))
+            per = 2 * u if n - s == s else u                            # draws per size
+            mult.append(torch.cat([torch.full((u,), math.comb(n, s) / per, dtype=torch.float64),
+                                   torch.full((u,), math.comb(n, n - s) / per, dtype=torch.float64)]))
+    return torch.cat(parts), torch.cat(mult)
+
+def _largest_remainder(total, wts):
+    "Split the int `total` proportionally to `wts` into ints (largest remainder)."
+    share = total * wts / wts.sum()
+    units = share.floor().long()
+    units[(share - units).argsort(descending=True)[:total - int(units.sum())]] += 1
+    return units
+
+def _codes_of_size(n, s):
+    "Integer codes of all C(n, s) coalitions of size s."
+    return torch.tensor([sum(1 << i for i in c) for c in itertools.combinations(range(n), s)], dtype=torch.long)
+
+def _quadratic_fit(masks, v):
+    "Least-squares fit of v by a + sum_i a_i x_i + sum_{i<j} b_ij x_i x_j (order 2 only when there are twice as many coalitions as terms): (a_i (n, k), b (n, n, k) symmetric, residuals (C, k))."
+    n = masks.shape[1]; x = masks.to(torch.float64)
+    i, j = torch.triu_indices(n, n, 1)
+    order2 = masks.shape[0] >= 2 * (1 + n + len(i))
+    X = torch.cat([torch.ones(len(x), 1, dtype=torch.float64), x] + ([x[:, i] * x[:, j]] if order2 else []), 1)
+    coef = torch.linalg.lstsq(X, v, driver='gelsd').solution
+    b = torch.zeros(n, n, v.shape[1], dtype=torch.float64)
+    if order2: b[i, j] = coef[1 + n:]; b = b + b.transpose(0, 1)
+    return coef[1:1 + n], b, v - X @ coef
+
+def _shapley_sum(masks, v, f):
+    "sum_S f(S) v(S) (w_{|S|-1} if i in S else -w_{|S|}) per player: masks (C, n), v (C, k), f (C,) -> (n, k)."
+    n = masks.shape[1]; w = shapley_weights(n); z = torch.zeros(1, dtype=torch.float64)
+    wp, wa = torch.cat([z, w]), torch.cat([w, z])
+    size, m = masks.sum(-1), masks.to(torch.float64)
+    return m.T @ ((f * wp[size])[:, None] * v) - (1 - m).T @ ((f * wa[size])[:, None] * v)
+
+def _budget_shapley(game, n, budget, seed, chunk_size):
+    "Shapley values from at most `budget` evaluations: a quadratic surrogate's exact values plus the residual's, enumerated at the extreme sizes and sampled by size in between."
+    w = shapley_weights(n); z = torch.zeros(1, dtype=torch.float64)
+    wp, wa = torch.cat([z, w]), torch.cat([w, z])
+    score = [math.sqrt(math.comb(n, s) * max(wp[s].item(), wa[s].item())) for s in range(n + 1)]
+    masks, f = _layer_sample(n, budget, score, _generator(seed))
+    v, scalar = evaluate(game, masks, n, chunk_size=chunk_size)
+    a, b, r = _quadratic_fit(masks, v)
+    return a + 0.5 * b.sum(1) + _shapley_sum(masks, r, f), scalar
+
 # %% ../nbs/01_shapley.ipynb #aa956e74
 def shapley_values(game, # callable: bool (B, n) -> (B,) or (B, k)
                    n:int, # number of players
-                   method:str="exact", # "exact" (2**n coalitions), "permutation" or "kernel"
+                   method:str=None, # "exact" (2**n coalitions), "permutation", "kernel" or "regression"; None: "exact", or by `budget`
                    n_samples:int=None, # permutations ("permutation", default 128) or coalitions ("kernel", default 2048)
                    seed:int=None, # random seed for the sampling methods
                    antithetic:bool=True, # permutation: pair each permutation with its reverse
                    chunk_size:int=2**14, # coalitions per call of `game`
                    max_exact:int=22, # refuse method="exact" above this many players
+                   budget:int=None, # at most this many game evaluations: exact once budget >= 2**n, else "regression"
                   ):
     "Shapley values (n,) of a scalar game or (n, k) of a vector-valued game."
-    _check_args(game, n, n_samples, ("exact", "permutation", "kernel"), method)
-    if method == "exact":
+    method = _budget_method(n, budget, method, n_samples)
+    _check_args(game, n, n_samples, ("exact", "permutation", "kernel", "regression"), method)
+    if method == "regression":
+        phi, scalar = _budget_shapley(game, n, budget, seed, chunk_size)
+    elif method == "exact":
         _check_exact(n, max_exact)
         phi, scalar = _exact_shapley(game, n, chunk_size)
     elif method == "permutation":
