@@ -6,6 +6,8 @@
 from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
+import hashlib, os, pickle, shutil
 import numpy as np
 import torch
 from .phrases import PhraseTree
@@ -14,7 +16,8 @@ from .phrases import PhraseTree
 __all__ = ['COLOURS', 'SHAPES', 'SIZES', 'RELATIONS', 'NEG_CATEGORIES', 'SPLITS', 'HELD_OUT', 'SHAPE_DRAWERS', 'prompt_templates',
            'GROUP_AXES', 'BINDING_KINDS', 'SceneConfig', 'render_objects', 'describe', 'relation', 'relation_holds',
            'caption_holds', 'caption_from_clauses', 'make_negatives', 'Scene', 'class_names', 'generate_scene',
-           'vocabulary', 'show_scene', 'browse_scenes', 'parse_caption', 'generate_group', 'binding_swaps']
+           'vocabulary', 'show_scene', 'browse_scenes', 'parse_caption', 'generate_group', 'binding_swaps',
+           'SceneStore']
 
 # %% ../nbs/21_scenes.ipynb #9773aa70
 COLOURS = {'red': (220, 50, 47), 'green': (60, 180, 75), 'blue': (45, 100, 235), 'yellow': (240, 210, 40),
@@ -440,3 +443,90 @@ def binding_swaps(scene:Scene, # a generated scene
                 kind = 'size' if a == 'size' else 'first' if slots[0] in (s1, s2) else 'seen_pair'
                 cands[kind].append(' '.join(caption_from_clauses(cl)[0]))
     return {k: v[rng.integers(len(v))] for k, v in cands.items() if v}
+
+# %% ../nbs/21_scenes.ipynb #3578e4f3
+_U8 = np.arange(256, dtype=np.float32) / 255     # uint8 -> the float32 value render_objects produces (exactly)
+
+def _pack_shard(scenes, path):
+    "Write scenes as one shard directory: images uint8, masks bit-packed, boxes, and each scene's other fields pickled."
+    from dataclasses import fields
+    tmp = Path(f'{path}.tmp{os.getpid()}'); tmp.mkdir(parents=True, exist_ok=True)
+    np.save(tmp / 'images.npy', np.stack([np.rint(s.image.numpy() * 255).astype(np.uint8) for s in scenes]))
+    np.save(tmp / 'objects.npy', np.cumsum([0] + [len(s.objects) for s in scenes]))
+    np.save(tmp / 'masks.npy', np.packbits(np.concatenate([s.masks.numpy() for s in scenes]), axis=-1))
+    np.save(tmp / 'boxes.npy', np.concatenate([s.boxes.numpy() for s in scenes]))
+    meta = [{f.name: getattr(s, f.name) for f in fields(Scene) if f.name not in ('image', 'masks', 'boxes')} for s in scenes]
+    (tmp / 'meta.pkl').write_bytes(pickle.dumps(meta, protocol=5))
+    try: os.replace(tmp, path)
+    except OSError: shutil.rmtree(tmp, ignore_errors=True)   # another process wrote the same shard first: same content
+
+class SceneStore:
+    "Scenes of seeds start .. start+n-1 of a split, generated once into shards on disk and read back fast: item i equals `generate_scene(start + i, config, split)`."
+    def __init__(self, n:int, # number of scenes
+                 start:int=0, # seed of item 0
+                 config:SceneConfig=None, # the world
+                 split:str='train', # 'train', 'test' or 'compositional'
+                 root=None, # cache directory (default ~/.cache/powerset_align/scenes); shards are shared by stores of the same world
+                 shard_size:int=1024, # scenes per shard file (seeds k*shard_size .. (k+1)*shard_size-1)
+                ):
+        import powerset_align
+        self.config = config or SceneConfig()
+        if not isinstance(self.config, SceneConfig): raise ValueError(f"config: expected a SceneConfig, got {type(self.config).__name__}")
+        for name, v, lo in (('n', n, 1), ('start', start, 0), ('shard_size', shard_size, 1)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
+        if split not in SPLITS: raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+        self.n, self.start, self.split, self.shard_size = n, start, split, shard_size
+        key = hashlib.sha1(repr((powerset_align.__version__, self.config, split, shard_size)).encode()).hexdigest()[:16]
+        self.dir = Path(root or Path.home() / '.cache' / 'powerset_align' / 'scenes') / key
+        self._open = {}
+
+    def __len__(self): return self.n
+    def __repr__(self): return f"SceneStore(n={self.n}, start={self.start}, split={self.split!r}, dir='{self.dir}')"
+
+    def _path(self, k): return self.dir / f'{k:07d}'
+
+    def shards(self):
+        "Indices of the shards that hold this store's seeds."
+        return range(self.start // self.shard_size, (self.start + self.n - 1) // self.shard_size + 1)
+
+    def build(self, workers:int=0, # processes generating missing shards (0: this process)
+             ):
+        "Generate every missing shard now (else each is generated on first access); returns self."
+        todo = [k for k in self.shards() if not self._path(k).exists()]
+        if workers and len(todo) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+            with ProcessPoolExecutor(workers) as ex: list(ex.map(self._make, todo))
+        else:
+            for k in todo: self._make(k)
+        return self
+
+    def _make(self, k):
+        lo = k * self.shard_size
+        _pack_shard([generate_scene(s, self.config, self.split) for s in range(lo, lo + self.shard_size)], self._path(k))
+
+    def _shard(self, k):
+        if k not in self._open:
+            p = self._path(k)
+            if not p.exists(): self._make(k)
+            if len(self._open) >= 8: self._open.pop(next(iter(self._open)))
+            self._open[k] = {a: np.load(p / f'{a}.npy') for a in ('images', 'objects', 'masks', 'boxes')}
+            self._open[k]['meta'] = pickle.loads((p / 'meta.pkl').read_bytes())
+        return self._open[k]
+
+    def __getitem__(self, i:int): return self.__getitems__([i])[0]
+
+    def __getitems__(self, idx): # item indices
+        "Scenes for a list of indices (what a DataLoader asks for a batch): images converted in one step per shard."
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        if len(idx) and (idx.min() < 0 or idx.max() >= self.n): raise IndexError(f"idx: expected indices in [0, {self.n}), got {idx.tolist()}")
+        seeds = idx + self.start; ks = seeds // self.shard_size; out = [None] * len(idx)
+        H = self.config.image_size
+        for k in np.unique(ks):
+            d, sel = self._shard(int(k)), np.nonzero(ks == k)[0]
+            js = seeds[sel] - k * self.shard_size
+            images = torch.from_numpy(_U8[d['images'][js]])
+            for q, (p, j) in enumerate(zip(sel.tolist(), js.tolist())):
+                a, b = d['objects'][j], d['objects'][j + 1]
+                masks = torch.from_numpy(np.unpackbits(d['masks'][a:b], axis=-1, count=H).view(bool))
+                out[p] = Scene(image=images[q], masks=masks, boxes=torch.from_numpy(d['boxes'][a:b].copy()), **d['meta'][j])
+        return out

@@ -111,7 +111,7 @@ def _kernel_shapley(game, n, n_samples, seed, chunk_size):
     nu = (one.T @ Ab - total[None]) / (one.T @ A1)
     return Ab - A1 @ nu, scalar
 
-# %% ../nbs/01_shapley.ipynb #349789b5
+# %% ../nbs/01_shapley.ipynb #f0412e0c
 def _budget_method(n, budget, method, n_samples):
     "The method a budget implies (exact once budget >= 2**n, else regression); ValueError for a budget with a method it cannot bound."
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 2):
@@ -161,10 +161,10 @@ def _codes_of_size(n, s):
     return torch.tensor([sum(1 << i for i in c) for c in itertools.combinations(range(n), s)], dtype=torch.long)
 
 def _quadratic_fit(masks, v):
-    "Least-squares fit of v by a + sum_i a_i x_i + sum_{i<j} b_ij x_i x_j (order 2 only when there are twice as many coalitions as terms): (a_i (n, k), b (n, n, k) symmetric, residuals (C, k))."
+    "Least-squares fit of v by a + sum_i a_i x_i + sum_{i<j} b_ij x_i x_j (order 2 only with at least 1.5 coalitions per term): (a_i (n, k), b (n, n, k) symmetric, residuals (C, k))."
     n = masks.shape[1]; x = masks.to(torch.float64)
     i, j = torch.triu_indices(n, n, 1)
-    order2 = masks.shape[0] >= 2 * (1 + n + len(i))
+    order2 = 2 * masks.shape[0] >= 3 * (1 + n + len(i))
     X = torch.cat([torch.ones(len(x), 1, dtype=torch.float64), x] + ([x[:, i] * x[:, j]] if order2 else []), 1)
     coef = torch.linalg.lstsq(X, v, driver='gelsd').solution
     b = torch.zeros(n, n, v.shape[1], dtype=torch.float64)
