@@ -12,7 +12,7 @@ from torch import nn
 from .timing import one_thread, race
 from .games import WeightedVotingGame, MaskedModelGame
 from .shapley import shapley_values, small_mlp_game
-from .interactions import alignment_instance, instability_curve
+from .interactions import alignment_instance, instability_curve, shapley_interactions, sii_error_curve
 from .powerset import (random_problem, ops_per_pair, exact_similarity, powerset_similarity, exact_t2r, exact_r2t,
                                      nla_t1, nla_t2, LOG2)
 from .objectives import random_outputs_and_batch, clip_loss
@@ -24,12 +24,14 @@ from contextlib import nullcontext
 from types import SimpleNamespace
 import numpy as np
 from .grouping import CLIP_TEMPERATURE
+from .scenes import SceneStore, generate_scene
+import shutil, tempfile
 
 
 # %% auto #0
 __all__ = ['NLA_TARGETS', 'MODULES', 'BENCHES', 'bench_exact', 'bench_vs_captum', 'bench_instability', 'bench_nla_vs_exact',
-           'saved_tensor_bytes', 'bench_objectives', 'bench_loupe_grain', 'bench_train_steps', 'PlainCLIPStep',
-           'bench_gpu_throughput', 'bench', 'bench_table']
+           'bench_nla_fused', 'bench_sii_vs_shapiq', 'bench_scenes', 'saved_tensor_bytes', 'bench_objectives',
+           'bench_loupe_grain', 'bench_train_steps', 'PlainCLIPStep', 'bench_gpu_throughput', 'bench', 'bench_table']
 
 # %% ../nbs/55_bench.ipynb #4e6ae052
 def bench_exact(n:int=15, # number of players (15: the UN Security Council game)
@@ -160,6 +162,79 @@ def bench_nla_vs_exact(Ms=(10, 16), # numbers of regions to time
                          t2_bracket_ok=bool((lo <= q2 + 1e-9).all() and (q2 <= hi + 1e-9).all())))
     return rows
 
+
+# %% ../nbs/55_bench.ipynb #fdcaca1d
+def bench_nla_fused(M:int=16, # regions
+                    L:int=6, # leaves
+                    K:int=8, # nodes
+                    sides=(8, 16, 32, 64), # square batches of image-text pairs (side x side) for the roofline curve
+                    side:int=32, # the batch of the speedup figure (side x side pairs)
+                    exact_side:int=2, # exact is timed on a side x side block of the same data (it costs ~ms per pair)
+                    rounds:int=3, # timing rounds (race)
+                    tau:float=1e-3, zeta:float=0.75, seed:int=0,
+                   ) -> dict: # speedup over exact, and per-pair times of NLA vs the matrix-product roofline per batch
+    "NLA (S-bar, the fused autograd Function) against exact at `side`^2 pairs, and its per-pair time against a matrix product of the same operation count."
+    from powerset_align.powerset import powerset_similarity, exact_similarity, random_problem, ops_per_pair
+    ops = ops_per_pair(M, L, K)[1]
+    curve = []
+    with one_thread(), torch.no_grad():
+        for s in sorted(set(sides) | {side}):
+            S0, NL = random_problem((s, s), M, L, K, seed=seed)
+            n = max(1, round((ops * s * s) ** (1 / 3)))                 # an n x n x n product: n^3 multiply-adds ~ the batch's operations
+            A, B = torch.randn(n, n), torch.randn(n, n)
+            fns = {'nla': lambda: powerset_similarity(S0, NL, tau, 1 / tau, zeta), 'matmul': lambda: A @ B}
+            if s == side:
+                Se = S0[:exact_side, :exact_side].contiguous()
+                fns['exact'] = lambda: exact_similarity(Se, NL[:exact_side])
+            r = {x['name']: x['ms'] / 1e3 for x in race(fns, rounds=rounds)}
+            row = dict(pairs=s * s, nla_us=1e6 * r['nla'] / s ** 2, matmul_us=1e6 * r['matmul'] / s ** 2 * ops / n ** 3 * 1.0)
+            row['roofline_ratio'] = row['nla_us'] / row['matmul_us']
+            if 'exact' in r: row['exact_us'] = 1e6 * r['exact'] / exact_side ** 2; row['speedup'] = row['exact_us'] / row['nla_us']
+            curve.append(row)
+    at = next(c for c in curve if c['pairs'] == side * side)
+    return dict(M=M, L=L, K=K, ops_per_pair=ops, side=side, speedup=at['speedup'], roofline_ratio=at['roofline_ratio'],
+                best_roofline_ratio=min(c['roofline_ratio'] for c in curve), curve=curve)
+
+# %% ../nbs/55_bench.ipynb #42908969
+def bench_sii_vs_shapiq(budgets=(350, 1400, 4096), # game evaluations
+                        seeds:int=5, # runs per budget and estimator
+                        n:int=12, # players (feature groups of the MLP game)
+                        n_features:int=48, # inputs of the MLP
+                        seed:int=0, # the game's seed
+                       ) -> dict: # dict(budgets, curve: name -> dict(budgets, rmse, evals))
+    "RMSE of our budgeted pairwise SII and of shapiq's SHAPIQ, SVARMIQ and KernelSHAPIQ on the same MLP game, budgets and seeds."
+    import shapiq                                                     # a development dependency
+    fwd, x, fm = small_mlp_game(n, n_features, seed=seed)
+    game = MaskedModelGame(fwd, x, 0., fm)
+    as_numpy = lambda g: (lambda X: g(torch.as_tensor(np.asarray(X, dtype=bool))).detach().double().numpy())
+    def theirs(cls, **kw):
+        def f(g, n, B, s):
+            iv = cls(n, 2, 'SII', pairing_trick=True, random_state=s, **kw).approximate(B, as_numpy(g))
+            return torch.tensor([[iv[(min(a, b), max(a, b))] if a != b else 0. for b in range(n)] for a in range(n)])
+        return f
+    est = {'ours': lambda g, n, B, s: shapley_interactions(g, n, budget=B, seed=s),
+           'SHAPIQ': theirs(shapiq.SHAPIQ, top_order=True), 'SVARMIQ': theirs(shapiq.SVARMIQ, top_order=True),
+           'KernelSHAPIQ': theirs(shapiq.KernelSHAPIQ)}
+    return dict(budgets=list(budgets), curve=sii_error_curve(game, n, est, budgets, range(seeds)))
+
+# %% ../nbs/55_bench.ipynb #7d2188b3
+def bench_scenes(n:int=2048, # scenes in the store (two shards)
+                 batch:int=256, # scenes per timed call
+                 rounds:int=3, # race rounds
+                 start:int=50_000, # first seed
+                ) -> dict: # scenes per second of both, and the ratio
+    "Scenes per second: generate_scene against SceneStore reads of the same scenes, one thread, one race."
+    root = Path(tempfile.mkdtemp())
+    try:
+        SceneStore(n, start=start, root=root, shard_size=n // 2).build()
+        lo = n // 2 - batch // 2                                   # a batch that spans both shards
+        with one_thread():
+            r = race({'generate': lambda: [generate_scene(start + lo + i) for i in range(batch)],
+                      'store': lambda: SceneStore(n, start=start, root=root, shard_size=n // 2).__getitems__(range(lo, lo + batch))},
+                     rounds=rounds)
+    finally: shutil.rmtree(root, ignore_errors=True)
+    gen, st = (batch / (x['ms'] / 1e3) for x in r)
+    return dict(generate_per_s=gen, store_per_s=st, ratio=st / gen, batch=batch)
 
 # %% ../nbs/55_bench.ipynb #db8d6db4
 def saved_tensor_bytes(fn)->tuple: # (fn's result, bytes of the distinct storages autograd saved for the backward)
@@ -443,6 +518,26 @@ def _nla_rows(res):
                          note=None if fused is not None else 'torch.compile unavailable'))
     return rows
 
+def _nla_fused_rows(res):
+    return [dict(figure=f"NLA (fused, eager) vs exact per pair, M={res['M']}, L={res['L']}, K={res['K']}, {res['side']}x{res['side']} pairs",
+                 value=res['speedup'], target='>= 1000', ok=res['speedup'] >= 1000),
+            dict(figure=f"NLA per-pair time / matrix-product roofline of the same ops, best batch (M={res['M']})",
+                 value=res['best_roofline_ratio'], target='<= 5', ok=res['best_roofline_ratio'] <= 5)]
+
+def _sii_rows(res):
+    rows, c = [], res['curve']
+    for b, B in enumerate(res['budgets']):
+        best = min(c[k]['rmse'][b] for k in c if k != 'ours')
+        ours = c['ours']['rmse'][b]
+        rows.append(dict(figure=f'pairwise SII RMSE at {B:,} evaluations, ours (budget=) vs best of shapiq SHAPIQ/SVARMIQ/KernelSHAPIQ',
+                         value=ours, target=f'<= {best:.2g}', ok=ours <= best or ours < 1e-12))
+    return rows
+
+def _scene_rows(res):
+    return [dict(figure='scenes per second, SceneStore reads (one thread)', value=res['store_per_s'], target='>= 5000',
+                 ok=res['store_per_s'] >= 5000),
+            dict(figure='scenes per second, generate_scene (one thread)', value=res['generate_per_s'], target=None, ok=None)]
+
 def _exact_rows(res):
     return [dict(figure=f'exact Shapley values, {res["n"]} players (s)', value=res['seconds'], target='< 0.5', ok=res['seconds'] < .5)]
 
@@ -476,6 +571,9 @@ BENCHES = [
     ('shapley_exact_15', bench_exact, dict(n=15, repeats=1), dict(n=15), _exact_rows),
     ('shapley_vs_captum', bench_vs_captum, dict(captum_samples=(4,), ours_samples=(2, 4, 8), repeats=1), {}, _captum_rows),
     ('interaction_instability', bench_instability, dict(n_instances=1, pairs=1, repeats=3, budgets=(50, 200)), {}, _instab_rows),
+    ('nla_fused', bench_nla_fused, dict(sides=(4,), side=4, exact_side=1, rounds=1), {}, _nla_fused_rows),
+    ('sii_vs_shapiq', bench_sii_vs_shapiq, dict(budgets=(60, 256), seeds=1, n=8, n_features=16), {}, _sii_rows),
+    ('scenes', bench_scenes, dict(n=64, batch=8, rounds=1), {}, _scene_rows),
 ]
 
 def bench(out='runs/bench', # output directory: bench.json and bench.md
