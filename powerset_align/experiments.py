@@ -43,8 +43,9 @@ def train_run(method='powerclip', # objective name (see `valid_methods`)
               progress=True, # tqdm progress bar
               pooling='avg', # global pooling of both towers, the same for every method so only the objective differs
               log_every=None, # steps between loss records (None: about 100 records per run)
+              with_objective=False, # also return the trained objective (its `predict_boxes`, if any, scores the method's own boxes)
               **kw, # more `train.train` arguments (warmup, schedule, objective_kwargs, pretrained, ...)
-             ): # (model, tokenizer, history: list of dicts with 'step' and 'loss')
+             ): # (model, tokenizer, history: list of dicts with 'step' and 'loss'), plus the objective when with_objective
     "Train one method on one seed with `train.train`; the run directory gets model/, tokenizer/, log.csv and history.json."
     import shutil
     from powerset_align.train import train
@@ -61,7 +62,7 @@ def train_run(method='powerclip', # objective name (see `valid_methods`)
                log_every=log_every or max(1, steps // 100), **kw)
     history = [dict(step=int(r['step']), loss=float(r['loss'])) for r in tr.history]
     if out is not None: (out / 'history.json').write_text(json.dumps(history))
-    return tr.model, tr.tokenizer, history
+    return (tr.model, tr.tokenizer, history) + ((tr.objective,) if with_objective else ())
 
 # %% ../nbs/52_experiments.ipynb #48220cff
 def eval_run(run, # run directory (see `load_run`)
@@ -113,10 +114,10 @@ def compare(methods=('clip', 'filip', 'sparc', 'powerclip'), # objective names (
         name = METHOD_NAMES.get(m, m)
         for s in range(seeds):
             t0 = time.perf_counter()
-            model, tok, hist = train_run(m, preset, data, steps, batch_size, lr, s, out / m / f'seed{s}', progress, pooling,
-                                        **(train_kw or {}))
+            model, tok, hist, obj = train_run(m, preset, data, steps, batch_size, lr, s, out / m / f'seed{s}', progress, pooling,
+                                             with_objective=True, **(train_kw or {}))
             t1 = time.perf_counter()
-            r = evaluate_model(model, tok, data=data, n=n_eval, progress=progress)
+            r = evaluate_model(model, tok, data=data, n=n_eval, objective=obj, progress=progress)
             r['train_seconds'], r['eval_seconds'] = t1 - t0, time.perf_counter() - t1
             save_results(r, out / m / f'seed{s}' / 'eval.json')
             results.setdefault(name, []).append(r); histories.setdefault(name, []).append(hist)
