@@ -236,7 +236,7 @@ def class_names(config:SceneConfig=None) -> list:
     cfg = config or SceneConfig()
     return [f'{c} {s}' for c in cfg.colours for s in cfg.shapes]
 
-prompt_templates = ('a {}.', 'a photo of a {}.', 'an image of a {}.', 'there is a {} in the picture.', 'a drawing of a {}.')
+prompt_templates = ('a small {}', 'a large {}')  # zero-shot prompts, in the words of the training captions
 
 def _layout(rng, cfg, split):
     n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
