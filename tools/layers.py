@@ -3,7 +3,9 @@
 1. every import between package modules points to a module written by a lower-numbered notebook: top-level imports, lazy
    ones inside functions, `import_module` calls, string-named registries and code strings run in subprocesses;
 2. no `bench*` function or class is defined outside `bench.py`, and `timing.py` exists;
-3. no notebook points outside the repository (`DESIGN.md`, `research/`).
+3. no notebook points outside the repository (`DESIGN.md`, `research/`);
+4. a code cell that imports holds nothing but imports (nbdev runs import cells on their own while it builds the docs, so
+   code beside an import runs without the cells before it and breaks the build).
 """
 import ast, json, re, sys
 from pathlib import Path
@@ -42,6 +44,14 @@ def _named(node):
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         for m in re.finditer(r'powerset_align\.([a-z_]+)', node.value): yield node.lineno, m.group(1)
 
+IMPORT = re.compile(r'(from \S+ import|import )')
+
+def mixes_imports(s):
+    "True when a cell's top-level lines hold both imports and other code."
+    lines = [l for l in s.splitlines() if l.strip() and not l.startswith('#') and not l.startswith((' ', '\t', ')'))]
+    n_imp = sum(bool(IMPORT.match(l)) for l in lines)
+    return 0 < n_imp < len(lines)
+
 def problems():
     nums, out = notebook_numbers(), []
     for mod, n in sorted(nums.items(), key=lambda kv: kv[1]):
@@ -59,6 +69,8 @@ def problems():
             s = ''.join(c['source'])
             for pat in ('DESIGN.md', 'research/'):
                 if pat in s: out.append(f'{nb.relative_to(ROOT)} cell {i} mentions {pat!r}: state the fact in the notebook instead')
+            if c['cell_type'] == 'code' and '#| export' not in s and mixes_imports(s):
+                out.append(f'{nb.relative_to(ROOT)} cell {i} mixes imports with other code: put the imports in a cell of their own')
     return out
 
 if __name__ == '__main__':
