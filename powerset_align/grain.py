@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from types import SimpleNamespace
 from .objectives import Objective, register_objective, clip_loss
+from .distributed import all_gather_rows, global_mean, global_sum, rank_offset
 from .boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, generalized_box_iou, giou
 
 # %% ../nbs/33_grain.ipynb #55cf5867
@@ -174,7 +175,8 @@ def region_description_loss(region_embeds, # (B, Q, D) (normalised inside)
                             desc_embeds, # (B, N, D) description embeddings, one per target box
                             desc_valid, # (B, N) bool: descriptions that exist (negatives included)
                             indices, # hungarian_match output
-                            logit_scale): # scalar, already exp()'d
+                            logit_scale, # scalar, already exp()'d
+                            first_image:int=0): # index in desc_embeds of region_embeds' first image (data parallelism: rank_offset)
     "Cross-entropy of each matched region against all valid descriptions of the batch; 0 when nothing is matched."
     if desc_embeds.shape[:2] != desc_valid.shape:
         raise ValueError(f"desc_valid: expected shape {tuple(desc_embeds.shape[:2])}, got {tuple(desc_valid.shape)}")
@@ -183,7 +185,7 @@ def region_description_loss(region_embeds, # (B, Q, D) (normalised inside)
     flat_valid = desc_valid.bool().flatten()
     pool = F.normalize(desc_embeds.flatten(0, 1)[flat_valid], dim=-1)          # (Nd, D)
     col = torch.cumsum(flat_valid.long(), 0) - 1                                # flat index -> pool index
-    labels = col[bi * desc_embeds.shape[1] + tj]
+    labels = col[(bi + first_image) * desc_embeds.shape[1] + tj]
     r = F.normalize(region_embeds[bi, qi], dim=-1)
     return F.cross_entropy(logit_scale * r @ pool.T.to(r.dtype), labels)
 
@@ -240,15 +242,19 @@ class GrainObjective(Objective):
         tgt = batch.boxes.to(pe.device)
         idx = hungarian_match(dec['boxes'], tgt, box_valid, self.cost_l1, self.cost_giou)
         bl = box_loss(dec['boxes'], tgt, idx, self.w_l1, self.w_giou)
+        # data parallelism: means over the matched boxes of the global batch, regions against every rank's descriptions
+        n = sum(len(i[0]) for i in idx)
+        l1, g = global_mean(bl['l1'], n), global_mean(bl['giou'], n)
         if self.w_rd:
             if getattr(out, 'desc_embeds', None) is None:
                 raise ValueError("out.desc_embeds: expected (B, N, D) description embeddings (objective.needs has 'descriptions'), got None")
-            rd = region_description_loss(dec['region_embeds'], out.desc_embeds, box_valid, idx, scale)
+            rd = region_description_loss(dec['region_embeds'], all_gather_rows(out.desc_embeds), all_gather_rows(box_valid),
+                                         idx, scale, rank_offset(B))
+            rd = global_mean(rd, n)
         else: rd = pe.sum() * 0.
-        loss = l_ic + self.w_box * (bl['l1'] + bl['giou']) + self.w_rd * rd
-        n = sum(len(i[0]) for i in idx)
-        return dict(loss=loss, ic=l_ic.detach(), box_l1=bl['l1'].detach(), box_giou=bl['giou'].detach(), rd=rd.detach(),
-                    n_boxes=torch.tensor(float(n)))
+        loss = l_ic + self.w_box * (l1 + g) + self.w_rd * rd
+        return dict(loss=loss, ic=l_ic.detach(), box_l1=l1.detach(), box_giou=g.detach(), rd=rd.detach(),
+                    n_boxes=global_sum(float(n), pe.device))
 
 def predict_boxes(objective, # a GrainObjective (or anything with .decoder)
                   out): # model outputs with patch_embeds (B, P, D)
