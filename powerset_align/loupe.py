@@ -18,6 +18,7 @@ from .games import Game, AlignmentGame, all_coalitions
 from .interactions import coalition_interaction, pair_interaction
 from .boxes import box_iou, giou
 from .objectives import Objective, register_objective, clip_loss
+from .distributed import all_gather_rows, global_mean, global_sum, rank_offset, stream_keys, keyed_uniform
 from .grouping import CLIP_TEMPERATURE
 
 
@@ -55,8 +56,11 @@ def _check(x, name, shape):
 def coalition_samples(others, # (N, n) bool: the players outside the merged one, per item
                       n_samples, # samples per item; None = every coalition (n <= 16)
                       sampler:str='stratified', # 'stratified' or 'uniform' (LOUPE as written)
-                      generator=None): # torch.Generator on others' device
+                      generator=None): # torch.Generator on others' device, or (N,) int64 `stream_keys`: draws fixed per item
     "Coalitions S of the outside players (N, S, n) bool and weights (N, S) so that sum_s w f(S) estimates E_c E_{|S|=c} f(S)."
+    keyed = torch.is_tensor(generator)
+    rand = lambda salt, *shape: (keyed_uniform(generator.to(others.device), shape[1:], salt) if keyed
+                                 else torch.rand(*shape, generator=generator, device=others.device))
     N, n = others.shape
     dev = others.device
     n_out = others.sum(-1, keepdim=True).float()                          # (N, 1)
@@ -68,14 +72,14 @@ def coalition_samples(others, # (N, n) bool: the players outside the merged one,
     S = int(n_samples)
     if sampler not in ('stratified', 'uniform'): raise ValueError(f"sampler: expected 'stratified' or 'uniform', got {sampler!r}")
     if sampler == 'uniform' or S < 4:                                   # random order: S = players before the merged one
-        keys = torch.rand(N, S, n + 1, generator=generator, device=dev)
+        keys = torch.cat([rand(0, N, S, n), rand(1, N, S, 1)], -1) if keyed else rand(0, N, S, n + 1)   # keyed: player p's key fixed
         return (keys[..., :n] < keys[..., n:]) & others[:, None], torch.full((N, S), 1. / S, device=dev)
     # stratified: |S| = 0 and |S| = n' exactly (weight 1/(n'+1) each); sizes 1..n'-1 by systematic sampling
     # (one point per 1/h of the size range), a uniform subset of that size, and its complement (antithetic)
     h = (S - 2) // 2
-    u = (torch.rand(N, 1, generator=generator, device=dev) + torch.arange(h, device=dev)) / h        # (N, h) in (0, 1)
+    u = (rand(2, N, 1) + torch.arange(h, device=dev)) / h                                  # (N, h) in (0, 1)
     c = 1 + (u * (n_out - 1)).floor().clamp(min=0)                                                  # sizes in 1..n'-1
-    keys = torch.rand(N, h, n, generator=generator, device=dev).masked_fill(~others[:, None], 2.)
+    keys = rand(3, N, h, n).masked_fill(~others[:, None], 2.)
     thr = keys.sort(-1).values.gather(-1, (c.long() - 1).clamp(0, n - 1)[..., None])
     inner = (keys <= thr) & others[:, None]
     z = torch.cat([torch.zeros_like(others)[:, None], others[:, None], inner, others[:, None] & ~inner], 1)
@@ -113,7 +117,7 @@ def tsa_interactions(patch_embeds, # (B, P, D) output patch embeddings
                      select=None, # (B, M) bool: estimate only these (others are returned as 0)
                      patch_valid=None, # (B, P) bool: patches that are players (default all)
                      sampler:str='stratified', # 'stratified' (exact ends, systematic sizes, antithetic) or 'uniform'
-                     generator=None, # torch.Generator on the embeddings' device
+                     generator=None, # torch.Generator on the embeddings' device, or (B, M) int64 `stream_keys`
                      chunk_elems:int=1<<22): # bound on the (items, samples, P) work tensors
     "LOUPE Eq. 7: Shapley interaction I([R]) (B, M) of each region's patches in the game `patch_text_game`."
     B, P, D = patch_embeds.shape
@@ -132,7 +136,7 @@ def tsa_interactions(patch_embeds, # (B, P, D) output patch embeddings
         for s in range(0, len(bi), step):
             b, m = bi[s:s + step], mi[s:s + step]
             Rb = R[b, m]
-            z, w = coalition_samples(valid[b] & ~Rb, n_samples, sampler, generator)
+            z, w = coalition_samples(valid[b] & ~Rb, n_samples, sampler, generator[b, m] if torch.is_tensor(generator) else generator)
             out.append((_tsa_terms(G[b], a[b], Rb, z) * w).sum(-1))
         if out: res[bi, mi] = torch.cat(out)
         return res
@@ -225,7 +229,7 @@ def token_interactions(model, # DualEncoder
                        n_samples:int=16, # sampled coalitions per region (see `coalition_samples`)
                        select=None, # (B, M) bool: estimate only these (others 0)
                        sampler:str='stratified', # see `coalition_samples`
-                       generator=None, # torch.Generator
+                       generator=None, # torch.Generator, or (B, M) int64 `stream_keys`
                        chunk_size:int=256): # rows per encoder call
     "LOUPE Eq. 7 in the re-encoding game `TokenGame`, for every region of every image at once: (B, M)."
     B, T = input_ids.shape
@@ -244,7 +248,7 @@ def token_interactions(model, # DualEncoder
     bi, mi = sel.nonzero(as_tuple=True)
     if len(bi) == 0: return res
     Ri = R[bi, mi]                                                      # (N, n)
-    z, w = coalition_samples(players[bi] & ~Ri, n_samples, sampler, generator)   # (N, S, n)
+    z, w = coalition_samples(players[bi] & ~Ri, n_samples, sampler, generator[bi, mi] if torch.is_tensor(generator) else generator)   # (N, S, n)
     N, S, n = z.shape
     k = Ri.sum(-1)
     xs = torch.where(Ri, torch.arange(n, device=Ri.device), n).sort(-1).values[:, :int(k.max())]   # members, n = padding
@@ -360,7 +364,7 @@ def fsa_interactions(A, # (B, M, K) region-phrase alignment logits
                      n_samples:int=32, # sampled coalitions per pair; None = exact enumeration (M + K <= 16)
                      select=None, # (B, M, K) bool: estimate only these pairs (others 0)
                      sampler:str='stratified', # see `coalition_samples`
-                     generator=None, # torch.Generator on A's device
+                     generator=None, # torch.Generator on A's device, or (B, M, K) int64 `stream_keys`
                      chunk_elems:int=1<<22): # bound on the (pairs, samples, M, K) work tensors
     "LOUPE Eq. 10: Shapley interaction (B, M, K) of each (region, phrase) pair in the game `alignment_value`."
     _check(A, 'A', (None, None, None))
@@ -380,7 +384,8 @@ def fsa_interactions(A, # (B, M, K) region-phrase alignment logits
         out = []
         for s in range(0, len(bi), step):
             b, i, j = bi[s:s + step], ii[s:s + step], jj[s:s + step]
-            z, w = coalition_samples(_fsa_others(rv, pv, b, i, j), n_samples, sampler, generator)
+            z, w = coalition_samples(_fsa_others(rv, pv, b, i, j), n_samples, sampler,
+                                     generator[b, i, j] if torch.is_tensor(generator) else generator)
             out.append((_fsa_terms(P1[b], P2[b], i, j, z, tables, b) * w).sum(-1))
         if out: res[bi, ii, jj] = torch.cat(out)
         return res
@@ -644,10 +649,14 @@ class LoupeObjective(Objective):
         "UNSIL's predictions stand in for unsampled interactions (after the warm-up)."
         return self.use_unsil and not (self.training and int(self.step) < self.unsil_warmup)
 
-    def _gate(self, sigma, gen):
-        "Which items get a sampled interaction: all during warm-up or without UNSIL, else u <= sigma."
+    def _gate(self, sigma, keys):
+        "Which items get a sampled interaction: all during warm-up or without UNSIL, else u <= sigma (u from each item's stream)."
         if not self._trusts_unsil(): return torch.ones_like(sigma, dtype=torch.bool)
-        return torch.rand(sigma.shape, generator=gen, device=sigma.device) <= sigma.detach()
+        return keyed_uniform(keys, salt=4) <= sigma.detach()
+
+    def _keys(self, level, *index):
+        "Random-stream keys of this call's items, named by the global sample index: the same draws on one process or many."
+        return stream_keys(self.seed * 1_000_003 + int(self.step), level, *index)
 
     def _token_level(self, out, batch, hard, tmask, samp, gen):
         "Sampled token-level interactions (B, M) of the regions `samp` selects (within the budget), the selection, and the game evaluations spent."
@@ -679,22 +688,26 @@ class LoupeObjective(Objective):
         scale = out.logit_scale
         l_clip = clip_loss(out.image_embeds, out.text_embeds, scale)
         zero = V.sum() * 0.
-        parts = dict(clip=l_clip, tsa=zero, box=zero, fsa=zero, unsil=zero)
+        # data parallelism: every mean is over the global batch (`global_mean`, called on every rank) and every random
+        # draw is keyed by the global sample index, so the loss and gradients are those of one process on the global batch
+        tsa, box, fsa, u_tsa, u_fsa = [(zero, 0)] * 5                     # (local mean, items behind it)
         n_items, n_sampled, n_evals = 0, 0, 0
         if self.n_regions > 0:
             dev = V.device
-            gen = torch.Generator(device=dev).manual_seed(self.seed * 1_000_003 + int(self.step))
+            img = torch.arange(B, device=dev) + rank_offset(B)
             boxes, conf, hard, soft = self.regions(V)
             tok = out.token_embeds
             tmask = getattr(batch, 'token_mask', None)
             if tmask is None: tmask = torch.ones(tok.shape[:2], dtype=torch.bool, device=dev)
             # --- token level: interactions of each region's patches (Eq. 7), UNSIL where confident
             pred, sig = self.unsil_tsa(**tsa_unsil_inputs(V, tok, hard, tmask, caption=out.text_embeds))
-            I_mc, samp, n_evals = self._token_level(out, batch, hard, tmask, self._gate(sig, gen), gen)
+            keys = self._keys(0, img[:, None], torch.arange(conf.shape[1], device=dev)[None])
+            I_mc, samp, n_evals = self._token_level(out, batch, hard, tmask, self._gate(sig, keys), keys)
             I = torch.where(samp, I_mc, pred.detach())
             has = torch.ones_like(samp) if self._trusts_unsil() else samp  # unsampled and no trusted UNSIL: no target
-            parts.update(zip(('tsa', 'box'), tsa_loss(conf, boxes, I, has, self.tsa_form).values()))
-            l_unsil = unsil_loss(pred[samp], sig[samp], I_mc[samp], self.unsil_lambda, self.unsil_kind)
+            tl = tsa_loss(conf, boxes, I, has, self.tsa_form)
+            tsa, box = (tl['bce'], has.sum()), (tl['box'], has.sum())
+            u_tsa = (unsil_loss(pred[samp], sig[samp], I_mc[samp], self.unsil_lambda, self.unsil_kind), samp.sum())
             n_items, n_sampled = n_items + samp.numel(), n_sampled + int(samp.sum())
             # --- semantics level: region-phrase interactions (Eq. 10) as soft alignment targets (Eq. 11)
             leaf, nl = getattr(batch, 'leaf_mask', None), getattr(batch, 'node_leaf', None)
@@ -712,17 +725,21 @@ class LoupeObjective(Objective):
                     ex = torch.cat([P1[..., None], P2[..., None], fsa_endpoints(A, None, pv)], -1).view(B, M * K, 4)
                     pf, sf = self.unsil_fsa(qf, hr, hp, None, pv, extra=ex)
                     pf, sf = pf.view(B, M, K), sf.view(B, M, K)
-                    sampf = self._gate(sf, gen) & pair
-                    J_mc = fsa_interactions(A, None, pv, self.fsa_samples, select=sampf, sampler=self.sampler, generator=gen)
+                    keys = self._keys(1, img[:, None, None], torch.arange(M, device=dev)[None, :, None], torch.arange(K, device=dev)[None, None])
+                    sampf = self._gate(sf, keys) & pair
+                    J_mc = fsa_interactions(A, None, pv, self.fsa_samples, select=sampf, sampler=self.sampler, generator=keys)
                     J = torch.where(sampf, J_mc, pf.detach())
-                    parts['fsa'] = fsa_loss(A, J, pair, self.fsa_form)
-                    l_unsil = l_unsil + unsil_loss(pf[sampf], sf[sampf], J_mc[sampf], self.unsil_lambda, self.unsil_kind)
+                    n_fsa = pair.sum() if self.fsa_form == 'paper' else (_minmax(J.float(), pair, dims=(1, 2)).sum(-1) > 0).sum()
+                    fsa = (fsa_loss(A, J, pair, self.fsa_form), n_fsa)              # the count fsa_loss divides by
+                    u_fsa = (unsil_loss(pf[sampf], sf[sampf], J_mc[sampf], self.unsil_lambda, self.unsil_kind), sampf.sum())
                     n_items, n_sampled = n_items + int(pair.sum()), n_sampled + int(sampf.sum())
-            parts['unsil'] = l_unsil
             if self.training: self.step += 1
+        parts = dict(clip=l_clip, tsa=global_mean(*tsa), box=global_mean(*box), fsa=global_mean(*fsa),
+                     unsil=global_mean(*u_tsa) + global_mean(*u_fsa))
+        n_sampled, n_items, n_evals = global_sum(torch.tensor([n_sampled, n_items, n_evals], dtype=torch.float64, device=V.device)).tolist()
         loss = l_clip + self.w_tsa * (parts['tsa'] + self.w_box * parts['box']) + self.w_fsa * parts['fsa'] + self.w_unsil * parts['unsil']
         return dict(loss=loss, **{k: v.detach() for k, v in parts.items()},
-                    frac_sampled=torch.tensor(n_sampled / max(n_items, 1)), evals=torch.tensor(float(n_evals)))
+                    frac_sampled=torch.tensor(n_sampled / max(n_items, 1)), evals=torch.tensor(n_evals))
 
 # %% ../nbs/32_loupe.ipynb #310828f4
 def tsa_loss(conf, # (B, M) confidence logits of the regions
@@ -765,8 +782,17 @@ def budget_select(select, # (B, M) bool: items that want a sampled interaction
                   cost, # (B, M): game evaluations each would take
                   budget=None, # at most this many evaluations in all (None: no bound)
                   generator=None):
-    "A random subset of `select` whose summed cost stays within `budget` (B, M) bool."
+    "A random subset of `select` whose summed cost stays within `budget` (B, M) bool; with (B, M) `stream_keys` as the generator, over the global batch."
     if budget is None: return select
+    if torch.is_tensor(generator):     # each item's priority from its stream; every rank orders the gathered items alike
+        B = select.shape[0]
+        sel, c, pri = all_gather_rows(select), all_gather_rows(cost), all_gather_rows(keyed_uniform(generator, salt=5))
+        order = pri.flatten().argsort()
+        idx = order[sel.flatten()[order]]
+        keep = idx[c.flatten()[idx].cumsum(0) <= budget]
+        out = torch.zeros(sel.numel(), dtype=torch.bool, device=select.device)
+        out[keep] = True
+        return out.view_as(sel)[rank_offset(B):rank_offset(B) + B]
     idx = select.flatten().nonzero().flatten()
     idx = idx[torch.randperm(len(idx), generator=generator, device=idx.device)]
     keep = idx[cost.flatten()[idx].cumsum(0) <= budget]

@@ -549,7 +549,7 @@ def probe_batch(preset, batch_size, seed, needs=('descriptions', 'negatives')):
     return model, next(iter(dl))
 
 def grad_probe(method:str='clip', preset:str='tiny', batch_size:int=8, seed:int=0, objective_kwargs:dict|None=None) -> dict:
-    "Loss parts and gradients of one forward/backward of this rank's share of a seeded global scenes batch."
+    "Loss parts (averaged over ranks) and gradients of one forward/backward of this rank's share of a seeded global scenes batch."
     rank, world = dist_info()
     model, batch = probe_batch(preset, batch_size, seed)
     torch.manual_seed(seed)
@@ -566,20 +566,23 @@ def _ddp_child():
     args = json.loads(os.environ['PA_DDP_ARGS'])
     dist.init_process_group('gloo')
     try:
-        res = grad_probe(**args['probe'])
+        res = [grad_probe(**p) for p in args['probes']]
         if dist.get_rank() == 0: torch.save(res, args['path'])
     finally: dist.destroy_process_group()
     sys.stdout.flush()
     os._exit(0)     # skip interpreter teardown, where gloo's threads now and then abort ("terminate called without an active exception")
 
-def ddp_check(method:str='clip', # objective to check
+def ddp_check(method:str|list='clip', # objective, or a list of objectives and (objective, objective_kwargs) pairs: one launch for all
               world_size:int=2, # number of CPU processes
-              preset:str='tiny', batch_size:int=8, seed:int=0, objective_kwargs:dict|None=None,
+              preset:str='tiny', batch_size:int=8, seed:int=0,
+              objective_kwargs:dict|None=None, # for a single `method`
               timeout:float=300, # seconds
-             ) -> dict:
+             ) -> dict|list: # a dict per objective (a list for a list)
     "Loss and gradient differences between `world_size` gloo processes and one process on the same global batch."
     import socket, subprocess
-    probe = dict(method=method, preset=preset, batch_size=batch_size, seed=seed, objective_kwargs=objective_kwargs)
+    many = isinstance(method, (list, tuple))
+    items = [m if isinstance(m, (list, tuple)) else (m, None) for m in method] if many else [(method, objective_kwargs)]
+    probes = [dict(method=m, preset=preset, batch_size=batch_size, seed=seed, objective_kwargs=kw) for m, kw in items]
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, 'rank0.pt')
         with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
@@ -587,17 +590,20 @@ def ddp_check(method:str='clip', # objective to check
         for r in range(world_size):
             env = dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(world_size), MASTER_ADDR='127.0.0.1',
                        MASTER_PORT=str(port), OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1',
-                       PA_DDP_ARGS=json.dumps(dict(probe=probe, path=path)))
+                       PA_DDP_ARGS=json.dumps(dict(probes=probes, path=path)))
             procs.append(subprocess.Popen([sys.executable, '-c', 'from powerset_align.train import _ddp_child; _ddp_child()'],
                                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-        ref = grad_probe(**probe) # the single-process reference, computed while the workers start
+        refs = [grad_probe(**p) for p in probes]    # the single-process references, computed while the workers run
         outs = [p.communicate(timeout=timeout)[0].decode() for p in procs]
         if any(p.returncode for p in procs) or not os.path.exists(path):
             raise RuntimeError('ddp_check: a worker failed:\n' + '\n'.join(o[-3000:] for o in outs))
-        got = torch.load(path, weights_only=False)
-    common = sorted(set(ref['grads']) & set(got['grads']))
-    diff = max((ref['grads'][k] - got['grads'][k]).abs().max().item() for k in common)
-    scale = max(ref['grads'][k].abs().max().item() for k in common)
-    return dict(method=method, world_size=world_size, loss_single=ref['logs']['loss'], loss_ddp=got['logs']['loss'],
-                max_grad_diff=diff, max_grad=scale, n_params=len(common),
-                missing=sorted(set(ref['grads']) ^ set(got['grads'])))
+        gots = torch.load(path, weights_only=False)
+    rows = []
+    for p, ref, got in zip(probes, refs, gots):
+        common = sorted(set(ref['grads']) & set(got['grads']))
+        rows.append(dict(method=p['method'], objective_kwargs=p['objective_kwargs'], world_size=world_size,
+                         loss_single=ref['logs']['loss'], loss_ddp=got['logs']['loss'],
+                         max_grad_diff=max((ref['grads'][k] - got['grads'][k]).abs().max().item() for k in common),
+                         max_grad=max(ref['grads'][k].abs().max().item() for k in common), n_params=len(common),
+                         missing=sorted(set(ref['grads']) ^ set(got['grads']))))
+    return rows if many else rows[0]
