@@ -437,14 +437,14 @@ def scene_suite(n=1024, split='test', config=None, seed=0, grid=8): # as `SceneS
         _SUITES[key] = SceneSuite(n, split, config, seed, grid)
     return _SUITES[key]
 
-def patch_coverage(masks, # (..., H, W) bool pixel masks, H = W divisible by grid
-                   grid, # patches per side
+def patch_coverage(masks, # (..., H, W) bool pixel masks
+                   grid, # patches per side (H need not be a multiple: the cells then share their border pixels)
                   ): # (..., grid*grid) fraction of each patch's pixels in the mask, row-major
     "Fraction of each patch of a grid x grid split covered by a pixel mask."
     m = torch.as_tensor(masks).float()
+    if m.ndim < 2: raise ValueError(f"masks: expected (..., H, W) pixel masks, got shape {tuple(m.shape)}")
     H, W = m.shape[-2:]
-    if H != W or H % grid: raise ValueError(f"masks: expected square (..., H, H) masks with H divisible by grid={grid}, got {tuple(m.shape)}")
-    return F.avg_pool2d(m.reshape(-1, 1, H, W), H // grid).reshape(*m.shape[:-2], grid * grid)
+    return F.adaptive_avg_pool2d(m.reshape(-1, 1, H, W), grid).reshape(*m.shape[:-2], grid * grid)
 
 # %% ../nbs/41_evaluate.ipynb #b05f2a78
 class PerfectScorer:
