@@ -91,6 +91,7 @@ def clip_ddp_worker(rank:int, world_size:int, configs:list, n:int=8, seed:int=0)
 # %% ../nbs/31_objectives.ipynb #b8241835
 class Objective(nn.Module):
     "Base class of training objectives: forward(out, batch) -> dict(loss=..., **named detached parts)."
+    model_defaults: dict = {}   # model options (`build_model` keywords) a run of this objective defaults to
     needs: set = set()      # extra encodings wanted from the model: subset of {'descriptions', 'negatives'}
     name: str = None        # set by register_objective
     def forward(self, out, batch) -> dict: raise NotImplementedError
@@ -195,7 +196,8 @@ class FILIPObjective(Objective):
 @register_objective('sparc')
 class SPARCObjective(Objective):
     "SPARC: lambda_g * CLIP + lambda_f * per-caption fine-grained loss on sparse language-grouped patch embeddings."
-    def __init__(self, lambda_g:float=1.0, # weight of the global CLIP loss (1: exactly clip_loss)
+    model_defaults = {'global_head': 'mlp'}   # the paper's decoupled global projection g_v(h_v(.)), see 30_models
+    def __init__(self, lambda_g:float=0.5, # weight of the global CLIP loss (paper: 0.5; 1: exactly clip_loss)
                  lambda_f:float=1.0, # weight of the fine-grained loss (paper sweep: lambda_f / lambda_g in {1, 2, 10, 20})
                  threshold:float|None=None, # sparsity threshold; None -> 1/P
                  average:str='tokens', # 'tokens' (pseudo-code) or 'samples' (Eq. 6)
