@@ -4,14 +4,16 @@
 
 # %% ../nbs/38_checkpoints.ipynb #13388396
 from __future__ import annotations
-import glob, os, re, warnings
-import torch
-from .models import DualEncoder
+import glob, os, pickle, random, re, warnings
 from pathlib import Path
-
+import numpy as np
+import torch
+from .models import DualEncoder, DualEncoderConfig
+from .tokenizers import load_tokenizer
 
 # %% auto #0
-__all__ = ['list_checkpoints', 'atomic_save', 'load_checkpoint', 'load_run']
+__all__ = ['CHECKPOINT_VERSION', 'list_checkpoints', 'atomic_save', 'UnsafeCheckpointError', 'safe_load', 'rng_state',
+           'set_rng_state', 'load_checkpoint', 'model_dir', 'find_tokenizer', 'load_run']
 
 # %% ../nbs/38_checkpoints.ipynb #fec9912a
 _CKPT_RE = re.compile(r'step_(\d+)\.pt$')
@@ -36,43 +38,86 @@ def atomic_save(obj, path:str):
             except OSError: pass
         raise
 
+# %% ../nbs/38_checkpoints.ipynb #db9eb928
+class UnsafeCheckpointError(ValueError):
+    "A file that needs more than tensors and plain data to load; it is refused, and nothing in it runs."
+
+def safe_load(path:str, map_location='cpu'):
+    "`torch.load(weights_only=True)`: tensors and plain Python data only; a file holding anything else is refused unread."
+    try: return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        m = re.search(r'GLOBAL ([\w.]+)', str(e))
+        what = f'the Python object {m.group(1)}' if m else 'Python objects'
+        raise UnsafeCheckpointError(f"{str(path)!r} is refused: it holds {what}, not only tensors and plain data, so loading "
+                                    f"it could run code; nothing in it was executed") from None
+
+def rng_state() -> dict:
+    "Python, numpy and torch (and CUDA) random states as tensors and plain data."
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    st = dict(python=random.getstate(), torch=torch.get_rng_state(),
+              numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss), gauss=float(gauss)))
+    if torch.cuda.is_available(): st['cuda'] = torch.cuda.get_rng_state_all()
+    return st
+
+def set_rng_state(st:dict): # what `rng_state` returned (possibly through a checkpoint)
+    "Restore the random states saved by `rng_state`."
+    version, internal, gauss = st['python']; random.setstate((version, tuple(internal), gauss))
+    n = st['numpy']; np.random.set_state((n['kind'], n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss']))
+    torch.set_rng_state(st['torch'])
+    if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
+
+CHECKPOINT_VERSION = 2   # 2: random states as tensors and plain data (format 1 pickled numpy's state)
+
 def load_checkpoint(path:str, map_location='cpu') -> dict:
-    "Load a training checkpoint (a file, or a run directory: its newest readable checkpoint)."
+    "Load a training checkpoint (a file, or a run directory: its newest readable checkpoint); never runs code from it."
     if os.path.isdir(path):
         files = list_checkpoints(path)
         if not files: raise ValueError(f"no checkpoint in {str(path)!r} (expected {os.path.join(str(path), 'checkpoints', 'step_*.pt')})")
         for f in reversed(files):
             try: return load_checkpoint(f, map_location)
+            except UnsafeCheckpointError: raise
             except Exception as e: warnings.warn(f"skipping unreadable checkpoint {f}: {e}")
         raise ValueError(f"no readable checkpoint in {str(path)!r}")
-    ck = torch.load(path, map_location=map_location, weights_only=False)
+    ck = safe_load(path, map_location)
     if not isinstance(ck, dict) or ck.get('format') != 'powerset_align.train':
-        raise ValueError(f"{path!r} is not a powerset_align training checkpoint")
-    ck['path'] = path
+        raise ValueError(f"{str(path)!r} is not a powerset_align training checkpoint")
+    if ck.get('version') != CHECKPOINT_VERSION:
+        raise ValueError(f"{str(path)!r} has checkpoint format {ck.get('version')!r}; this version reads format {CHECKPOINT_VERSION}")
+    ck['path'] = str(path)
     return ck
 
 # %% ../nbs/38_checkpoints.ipynb #9cafc018
-def load_run(out:str, # a run directory written by `train` (model/, tokenizer/, checkpoints/), or a saved model directory
-             map_location='cpu'):
-    "(model, tokenizer) of a run: its final model, else its newest checkpoint's; the run's tokenizer, else the scenes' words."
-    from powerset_align.tokenizers import load_tokenizer
-    from powerset_align.models import DualEncoderConfig
-    out = Path(out)
-    if not out.exists(): raise ValueError(f"run: {str(out)!r} does not exist; expected a directory written by `powerset-align train`")
-    if not out.is_dir(): raise ValueError(f"run: {str(out)!r} is not a directory; expected one written by `powerset-align train`")
-    tok = None
-    for t in (out / 'tokenizer', out / 'tokenizer.json', out / 'model', out):
-        if t.exists():
-            try: tok = load_tokenizer(str(t)); break
-            except Exception: continue
-    if tok is None: tok = load_tokenizer('words')
-    for mdir in (out / 'model', out):
-        if (mdir / 'config.json').is_file() and not (mdir / 'checkpoints').is_dir():
-            return DualEncoder.from_pretrained(str(mdir), map_location=map_location).eval(), tok
-    if not list_checkpoints(out):
-        raise ValueError(f"run: no model in {str(out)!r} (expected {str(out / 'model' / 'config.json')!r} or checkpoints/step_*.pt)")
-    c = load_checkpoint(str(out), map_location)
-    model = DualEncoder(DualEncoderConfig.from_dict(c['model_config']))
-    model.load_state_dict(c['model'])
-    return model.eval(), tok
+def model_dir(path:str) -> str: # a run directory or a model folder
+    "The model folder of a run directory (`RUN/model`), else `path` itself."
+    p = str(path)
+    return os.path.join(p, 'model') if os.path.isfile(os.path.join(p, 'model', 'config.json')) else p
 
+def find_tokenizer(path:str): # a run directory, its model folder, or any model folder
+    "The tokenizer saved with a model: in its folder, in the run (`RUN/tokenizer`), or next to `RUN/model`; else ValueError."
+    m = model_dir(path)
+    for c in (m, os.path.join(str(path), 'tokenizer'), os.path.join(os.path.dirname(os.path.abspath(m)), 'tokenizer')):
+        try: return load_tokenizer(c)
+        except ValueError: continue
+    raise ValueError(f"no tokenizer in or next to {str(path)!r} (expected word_tokenizer.json, a Hugging Face tokenizer, "
+                     f"or the run's tokenizer/ folder)")
+
+def load_run(path:str, # a run directory, its checkpoints/ folder, one step_*.pt file, or a model folder (ours or HF CLIP)
+             map_location='cpu'):
+    "(model in eval mode, tokenizer) of a run: its final model, else its newest checkpoint's (or the file given); tokenizer None if none was saved."
+    p = str(path)
+    if not os.path.exists(p): raise ValueError(f"run: {p!r} does not exist; expected a run directory, a checkpoint file or a model folder")
+    if os.path.isdir(p) and os.path.basename(os.path.normpath(p)) == 'checkpoints': p = os.path.dirname(os.path.normpath(p))
+    run = os.path.dirname(os.path.dirname(os.path.abspath(p))) if os.path.isfile(p) else p
+    try: tok = find_tokenizer(run)
+    except ValueError: tok = None
+    if os.path.isdir(p) and os.path.isfile(os.path.join(model_dir(p), 'config.json')):
+        try: return DualEncoder.from_pretrained(model_dir(p), map_location=map_location).eval(), tok
+        except (OSError, RuntimeError) as e:
+            raise ValueError(f"run: cannot load the model in {model_dir(p)!r} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if os.path.isdir(p) and not list_checkpoints(p):
+        raise ValueError(f"run: no model in {p!r} (expected {os.path.join(p, 'model', 'config.json')} or {os.path.join(p, 'checkpoints', 'step_*.pt')})")
+    ck = load_checkpoint(p, map_location)
+    model = DualEncoder(DualEncoderConfig.from_dict(ck['model_config']))
+    try: model.load_state_dict(ck['model'])
+    except RuntimeError as e: raise ValueError(f"run: the weights in {ck['path']!r} do not fit its model config ({str(e).splitlines()[0]})") from None
+    return model.eval(), tok

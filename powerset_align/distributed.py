@@ -80,7 +80,7 @@ def _dist_main(job:str, rank:int, world_size:int):
     torch.save(res, f'{job}.{rank}.out')
 
 def run_distributed(
-    fn, # importable callable fn(rank, world_size, *args) -> picklable result
+    fn, # importable callable fn(rank, world_size, *args) -> tensors and plain data (read back with weights_only=True)
     world_size:int=2, # number of processes
     args:tuple=(), # extra arguments (picklable)
     backend:str='gloo', # 'gloo' (CPU) or 'nccl'
@@ -106,7 +106,7 @@ def run_distributed(
                 raise RuntimeError(f"run_distributed: timed out after {timeout} s")
         bad = [r for r, p in enumerate(procs) if p.returncode != 0]
         if bad: raise RuntimeError(f"run_distributed: rank(s) {bad} failed:\n" + '\n'.join(logs[r][-3000:] for r in bad))
-        return [torch.load(f'{job}.{r}.out', weights_only=False) for r in range(world_size)]
+        return [torch.load(f'{job}.{r}.out', weights_only=True) for r in range(world_size)]
 
 # %% ../nbs/13_distributed.ipynb #7f3d528a
 def all_gather_rows(x:torch.Tensor, # (B, ...) this rank's rows

@@ -13,10 +13,9 @@ import torch.distributed as dist
 from torch import nn
 from .models import DualEncoder, PRESETS, build_model
 from .distributed import seed_everything, dist_info, setup_distributed, resolve_device
-from .checkpoints import list_checkpoints, atomic_save, load_checkpoint, load_run
+from .checkpoints import list_checkpoints, atomic_save, load_checkpoint, load_run, rng_state, set_rng_state, CHECKPOINT_VERSION
 from .methods import valid_methods, build_objective
 from fastcore.basics import patch
-
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'StepSampler', 'step_loader', 'batch_to', 'batch_size_of', 'slice_batch', 'warmup_steps',
@@ -161,15 +160,6 @@ class _Step(nn.Module):
     def forward(self, batch):
         return self.objective(self.model(batch, **self.kw), batch)
 
-def _rng_state():
-    st = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
-    if torch.cuda.is_available(): st['cuda'] = torch.cuda.get_rng_state_all()
-    return st
-
-def _set_rng_state(st):
-    random.setstate(st['python']); np.random.set_state(st['numpy']); torch.set_rng_state(st['torch'])
-    if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
-
 class NonFiniteLossError(FloatingPointError):
     "Raised when a training loss is NaN or infinite."
 
@@ -278,10 +268,10 @@ class Trainer:
 # %% ../nbs/40_train.ipynb #a71d3d35
 @patch
 def _state(self:Trainer) -> dict:
-    return dict(format='powerset_align.train', version=1, step=self.step, samples=self.samples, batch_size=self.batch_size,
+    return dict(format='powerset_align.train', version=CHECKPOINT_VERSION, step=self.step, samples=self.samples, batch_size=self.batch_size,
                 world_size=self.world, model=self.model.state_dict(), model_config=self.model.config.to_dict(),
                 objective=self.objective.state_dict(), optimizer=self.optimizer.state_dict(),
-                scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(), rng=_rng_state(), **self.meta)
+                scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(), rng=rng_state(), **self.meta)
 
 @patch
 def save_checkpoint(self:Trainer) -> str|None:
@@ -301,12 +291,11 @@ def load_state(self:Trainer, ck:dict):
     "Restore model, objective, optimizer, scheduler, scaler, RNG states and step from a checkpoint dict."
     self.model.load_state_dict(ck['model']); self.objective.load_state_dict(ck['objective'])
     self.optimizer.load_state_dict(ck['optimizer']); self.scheduler.load_state_dict(ck['scheduler'])
-    self.scaler.load_state_dict(ck['scaler']); _set_rng_state(ck['rng'])
+    self.scaler.load_state_dict(ck['scaler']); set_rng_state(ck['rng'])
     self.step = int(ck['step'])
     if self.batch_size is not None and ck.get('batch_size') not in (None, self.batch_size):
         warnings.warn(f"resuming with batch_size={self.batch_size}, the checkpoint used {ck['batch_size']}: the data order changes")
     return self
-
 
 # %% ../nbs/40_train.ipynb #3387b7d7
 def _csv_append(path, row:dict):
@@ -597,7 +586,7 @@ def ddp_check(method:str|list='clip', # objective, or a list of objectives and (
         outs = [p.communicate(timeout=timeout)[0].decode() for p in procs]
         if any(p.returncode for p in procs) or not os.path.exists(path):
             raise RuntimeError('ddp_check: a worker failed:\n' + '\n'.join(o[-3000:] for o in outs))
-        gots = torch.load(path, weights_only=False)
+        gots = torch.load(path, weights_only=True)
     rows = []
     for p, ref, got in zip(probes, refs, gots):
         common = sorted(set(ref['grads']) & set(got['grads']))
