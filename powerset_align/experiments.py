@@ -14,7 +14,8 @@ from .checkpoints import load_run
 
 
 # %% auto #0
-__all__ = ['DEMO_METHODS', 'ALL_METRICS', 'REPORT_SECTIONS', 'check_preset', 'train_run', 'eval_run', 'compare', 'demo']
+__all__ = ['DEMO_METHODS', 'ALL_METRICS', 'REPORT_TO', 'REPORT_SECTIONS', 'check_preset', 'train_run', 'eval_run', 'compare',
+           'demo']
 
 # %% ../nbs/52_experiments.ipynb #ed0889f1
 DEMO_METHODS = ('clip', 'sparc', 'powerclip')
@@ -32,54 +33,79 @@ def check_preset(preset): # a preset name
 
 
 # %% ../nbs/52_experiments.ipynb #ba8ea6c0
+REPORT_TO = ('csv', 'tensorboard')
+
+def _eval_fn(data, n, batch_size, loader_kw):
+    "eval_fn(model, step, tokenizer) for `train`: retrieval on `n` held-out scenes, or on the first `n` records of a data file."
+    from powerset_align.evaluate import evaluate_model
+    def f(model, step, tokenizer):
+        r = evaluate_model(model, tokenizer, data=data, n=n, batch_size=batch_size, tasks=('retrieval',), progress=False, **loader_kw)
+        return {k: v for k, v in r.items() if isinstance(v, (int, float)) and k.startswith(('i2t', 't2i'))}
+    return f
+
 def train_run(method='powerclip', # objective name (see `valid_methods`)
               preset='tiny', # model preset
               data='scenes', # 'scenes' or a path
-              steps=300, # optimisation steps
+              steps=300, # optimisation steps (None: give `epochs` in kw)
               batch_size=32, # examples per step
               lr=1e-3, # peak learning rate
               seed=0, # seeds the model, the data order and the objective
-              out=None, # run directory (replaced if it holds an earlier run); None: nothing written
+              out=None, # run directory (new or empty, unless resume or overwrite); None: nothing written
               progress=True, # tqdm progress bar
               pooling='avg', # global pooling of both towers, the same for every method so only the objective differs
               log_every=None, # steps between loss records (None: about 100 records per run)
+              report_to='csv', # comma-separated: 'csv' (log.csv, always written), 'tensorboard' (out/tb), or 'none'
+              eval_every=0, # steps between retrieval checks written to eval.csv (0: none)
+              eval_n=256, # examples of each check
               with_objective=False, # also return the trained objective (its `predict_boxes`, if any, scores the method's own boxes)
-              **kw, # more `train.train` arguments (warmup, schedule, objective_kwargs, pretrained, ...)
+              **kw, # more `train.train` arguments (resume, overwrite, warmup, schedule, tokenizer, skip_bad, pretrained, ...)
              ): # (model, tokenizer, history: list of dicts with 'step' and 'loss'), plus the objective when with_objective
     "Train one method on one seed with `train.train`; the run directory gets model/, tokenizer/, log.csv and history.json."
-    import shutil
     from powerset_align.train import train
     method = check_methods(method)[0]; check_preset(preset); check_data(data)
-    if out is not None:
-        out = Path(out)
-        single = int(os.environ.get('WORLD_SIZE', '1')) <= 1      # under torchrun, leave it to train()'s own check (no race)
-        if single and ((out / 'config.json').exists() or (out / 'checkpoints').exists()): shutil.rmtree(out)   # an earlier run of ours
+    rep = [r.strip() for r in (report_to.split(',') if isinstance(report_to, str) else report_to or []) if r.strip() not in ('', 'none')]
+    bad = [r for r in rep if r not in REPORT_TO]
+    if bad: raise ValueError(f"report_to: unknown {bad}; expected a comma-separated subset of {', '.join(REPORT_TO)}, or none")
+    if 'tensorboard' in rep:
+        try: import tensorboard  # noqa: F401
+        except ImportError: raise ValueError("report_to: tensorboard is not installed (pip install tensorboard)") from None
     if method in ('loupe', 'grain'):                 # their heads must match the model's joint width
-        from powerset_align.models import PRESETS
         kw['objective_kwargs'] = {'embed_dim': PRESETS[preset]['embed_dim'], **(kw.get('objective_kwargs') or {})}
+    efn = None
+    if eval_every:
+        lk = {k: v for k, v in dict(columns=kw.get('columns'), image_root=kw.get('image_root'), skip_bad=kw.get('skip_bad'),
+                                    instances_file=kw.get('instances_file')).items() if v}
+        efn = _eval_fn(data, eval_n, 64, lk)
     tr = train(method, preset=preset, data=data, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-               out=None if out is None else str(out), pooling=pooling, progress=progress, tensorboard=False,
-               log_every=log_every or max(1, steps // 100), **kw)
+               out=None if out is None else str(out), pooling=pooling, progress=progress, tensorboard='tensorboard' in rep,
+               log_every=log_every or max(1, (steps or 100) // 100), eval_every=eval_every, eval_fn=efn, **kw)
     history = [dict(step=int(r['step']), loss=float(r['loss'])) for r in tr.history]
-    if out is not None: (out / 'history.json').write_text(json.dumps(history))
+    if out is not None and tr.rank == 0: (Path(out) / 'history.json').write_text(json.dumps(history))
     return (tr.model, tr.tokenizer, history) + ((tr.objective,) if with_objective else ())
 
 # %% ../nbs/52_experiments.ipynb #48220cff
-def eval_run(run, # run directory (see `load_run`)
+def eval_run(run, # a run directory, a checkpoint file or folder, or a model folder (see `checkpoints.load_run`)
              data='scenes', # 'scenes' or a path
              n=1024, # test scenes of the evaluation suite (scenes), or examples of the file
              batch_size=64, # evaluation batch size
-             out=None, # JSON file to write (default: RUN/eval.json)
+             out=None, # JSON file to write (default: RUN/eval.json; eval_<checkpoint>.json next to a checkpoint's run)
+             overwrite=False, # replace an existing results file
              progress=True, # tqdm progress bar
-            ): # the results dict
-    "Evaluate a trained run (every metric with its 95 % interval); on the scenes, `ceilings` holds the same suite's ceiling table."
+             **loader_kw, # more `make_loader` arguments (columns, image_root, skip_bad, instances_file)
+            ): # the results dict, with 'path': the file written
+    "Evaluate a trained run (every metric with its 95 % interval; on the scenes, `ceilings` holds the suite's ceiling table); never replaces results unasked."
     from powerset_align.evaluate import evaluate_model, save_results, metric_ceilings
     check_data(data)
+    run = Path(run)
+    if out is None: out = run / 'eval.json' if run.is_dir() else run.parent.parent / f'eval_{run.stem}.json'
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ValueError(f"out: {str(out)!r} already exists; pass overwrite (--overwrite) to replace it, or another out (--out)")
     model, tok = load_run(run)
-    res = evaluate_model(model, tok, data=data, n=n, batch_size=batch_size, progress=progress)
+    res = evaluate_model(model, tok, data=data, n=n, batch_size=batch_size, progress=progress, **loader_kw)
     if data == 'scenes': res['ceilings'] = metric_ceilings(n)
-    save_results(res, out or Path(run) / 'eval.json')
-    return res
+    save_results(res, out)
+    return dict(res, path=str(out))
 
 # %% ../nbs/52_experiments.ipynb #23d50578
 def compare(methods=('clip', 'filip', 'sparc', 'powerclip'), # objective names (or a comma-separated string)
@@ -115,7 +141,7 @@ def compare(methods=('clip', 'filip', 'sparc', 'powerclip'), # objective names (
         for s in range(seeds):
             t0 = time.perf_counter()
             model, tok, hist, obj = train_run(m, preset, data, steps, batch_size, lr, s, out / m / f'seed{s}', progress, pooling,
-                                             with_objective=True, **(train_kw or {}))
+                                             with_objective=True, **{'overwrite': True, **(train_kw or {})})   # compare owns out/<method>/seed<s>
             t1 = time.perf_counter()
             r = evaluate_model(model, tok, data=data, n=n_eval, objective=obj, progress=progress)
             r['train_seconds'], r['eval_seconds'] = t1 - t0, time.perf_counter() - t1

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['WordTokenizer', 'HFTokenizer', 'load_tokenizer', 'toy_wordpiece_dir']
+__all__ = ['HF_TOKENIZER_FILES', 'WordTokenizer', 'HFTokenizer', 'load_tokenizer', 'toy_wordpiece_dir']
 
 # %% ../nbs/22_tokenizers.ipynb #a5661d02
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
@@ -142,6 +142,8 @@ class HFTokenizer:
     def save(self, path): self.tok.save_pretrained(str(path)); return Path(path)
     save_pretrained = save
 
+HF_TOKENIZER_FILES = ('tokenizer.json', 'vocab.json', 'vocab.txt', 'tokenizer_config.json')
+
 def load_tokenizer(path='words', # 'words' (scene vocabulary), a WordTokenizer JSON file/dir, or a local HF tokenizer dir
                    config=None): # `scenes.SceneConfig` for 'words'
     "A tokenizer with the shared interface: WordTokenizer or HFTokenizer (offline)."
@@ -152,6 +154,9 @@ def load_tokenizer(path='words', # 'words' (scene vocabulary), a WordTokenizer J
     if not p.is_dir():
         raise ValueError(f"path: expected 'words', a WordTokenizer JSON file or a local Hugging Face tokenizer "
                          f"directory, got {str(path)!r}, which does not exist (nothing is downloaded)")
+    if not any((p/f).is_file() for f in HF_TOKENIZER_FILES):
+        raise ValueError(f"path: {str(path)!r} holds no tokenizer (expected word_tokenizer.json or the files of a Hugging Face "
+                         f"fast tokenizer: {', '.join(HF_TOKENIZER_FILES)})")
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     from transformers import AutoTokenizer
     return HFTokenizer(AutoTokenizer.from_pretrained(str(p), local_files_only=True))

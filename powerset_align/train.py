@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_train.ipynb #ccf3b794
 from __future__ import annotations
-import csv, glob, json, math, os, random, sys, tempfile, time, warnings
+import csv, glob, inspect, json, math, os, random, shutil, sys, tempfile, time, warnings
 from contextlib import nullcontext
 from dataclasses import fields, is_dataclass, replace
 import numpy as np
@@ -12,15 +12,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from .models import DualEncoder, PRESETS, build_model
+from .tokenizers import WordTokenizer, load_tokenizer
 from .distributed import seed_everything, dist_info, setup_distributed, resolve_device
-from .checkpoints import list_checkpoints, atomic_save, load_checkpoint, load_run, rng_state, set_rng_state, CHECKPOINT_VERSION
+from .checkpoints import list_checkpoints, atomic_save, load_checkpoint, load_run, rng_state, set_rng_state, CHECKPOINT_VERSION, model_dir, find_tokenizer
 from .methods import valid_methods, build_objective
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'StepSampler', 'step_loader', 'batch_to', 'batch_size_of', 'slice_batch', 'warmup_steps',
-           'make_scheduler', 'make_optimizer', 'NonFiniteLossError', 'Trainer', 'read_log', 'check_data', 'train',
-           'probe_batch', 'grad_probe', 'ddp_check']
+           'make_scheduler', 'make_optimizer', 'NonFiniteLossError', 'TrainingError', 'Trainer', 'read_log',
+           'check_data', 'write_run_yaml', 'check_out', 'train', 'probe_batch', 'grad_probe', 'ddp_check']
 
 # %% ../nbs/40_train.ipynb #dbf0e298
 class StepSampler(torch.utils.data.Sampler):
@@ -163,6 +164,9 @@ class _Step(nn.Module):
 class NonFiniteLossError(FloatingPointError):
     "Raised when a training loss is NaN or infinite."
 
+class TrainingError(RuntimeError):
+    "Training stopped part-way on a bad record met only then; the message names the last good checkpoint."
+
 # %% ../nbs/40_train.ipynb #4b9fd15c
 class Trainer:
     "Train `model` with `objective` on batches from `loader`; see `train` for the one-call version."
@@ -184,8 +188,8 @@ class Trainer:
                  out:str|None=None, # run directory (checkpoints, logs); None: nothing written
                  log_every:int=10, # steps between log rows
                  eval_every:int=0, # steps between `eval_fn` calls (0: only at the end, if eval_fn is given)
-                 eval_fn=None, # eval_fn(model, step) -> dict of metrics, called on rank 0
-                 save_every:int|None=None, # steps between checkpoints (None: 1000); a checkpoint is always written at the end
+                 eval_fn=None, # eval_fn(model, step) or eval_fn(model, step, tokenizer) -> dict of metrics, called on rank 0
+                 save_every:int|None=None, # steps between checkpoints (None: a tenth of the run); a checkpoint is always written at the end
                  keep_last:int=2, # checkpoints kept
                  progress:bool=True, # tqdm bar on rank 0
                  tensorboard:bool=False, # also log to tensorboard (out/tb)
@@ -217,9 +221,10 @@ class Trainer:
         self.amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(amp) if self.device.type == 'cuda' else None
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.amp_dtype is torch.float16)
         self.out, self.log_every, self.eval_every, self.eval_fn = out, log_every, eval_every, eval_fn
-        self.save_every, self.keep_last, self.progress, self.tensorboard = save_every or 1000, keep_last, progress, tensorboard
+        self.save_every, self.keep_last, self.progress, self.tensorboard = save_every or max(1, self.steps // 10), keep_last, progress, tensorboard
         self.meta = dict(meta or {})
         self.step, self.history, self.eval_history, self._tb, self._it = 0, [], [], None, None
+        self.tokenizer = None    # set by `train`; handed to an eval_fn(model, step, tokenizer)
 
     @property
     def is_main(self): return self.rank == 0
@@ -339,12 +344,13 @@ def _log(self:Trainer, row:dict, name='log.csv', prefix='train'):
 
 @patch
 def evaluate_now(self:Trainer) -> dict|None:
-    "Run `eval_fn(model, step)` on rank 0 (eval mode, no grad) and log its metrics."
+    "Run `eval_fn(model, step)` (or `eval_fn(model, step, tokenizer)`) on rank 0 (eval mode, no grad) and log its metrics."
     if self.eval_fn is None: return None
     res = None
     if self.is_main:
         self.model.eval()
-        with torch.no_grad(), self._autocast(): res = self.eval_fn(self.model, self.step)
+        kw = {'tokenizer': self.tokenizer} if 'tokenizer' in inspect.signature(self.eval_fn).parameters else {}
+        with torch.no_grad(), self._autocast(): res = self.eval_fn(self.model, self.step, **kw)
         self.model.train()
         if res:
             row = dict(step=self.step, **{k: float(v) for k, v in res.items() if isinstance(v, (int, float)) or torch.is_tensor(v)})
@@ -373,7 +379,12 @@ def fit(self:Trainer, stop_at:int|None=None, # stop (with a checkpoint) after th
     t0, n0 = time.perf_counter(), self.step
     try:
         while self.step < end:
-            logs = self.train_step([next(it) for _ in range(self.accum)])
+            try: batches = [next(it) for _ in range(self.accum)]
+            except (ValueError, OSError) as e:    # a record found bad only now (a stream, or a file changed since): keep what was saved
+                last = list_checkpoints(self.out) if self.out else []
+                raise TrainingError(f"data error at step {self.step + 1}: {e}. Last good checkpoint: {last[-1] if last else 'none'}"
+                                    + (" (continue with resume)" if last else '')) from e
+            logs = self.train_step(batches)
             if bar is not None: bar.update(1); bar.set_postfix(loss=f"{logs['loss']:.4f}")
             if self.step % self.log_every == 0 or self.step == end:
                 dt = time.perf_counter() - t0
@@ -411,6 +422,65 @@ def _make_train_loader(data, tokenizer, micro, model, seed, num_workers, needs, 
                 with_negatives='negatives' in needs, max_len=model.config.max_length, **kw)
     return make_loader(**args)
 
+def _check_range(name, v, lo=None, hi=None, kind=int, none_ok=False, lo_open=False):
+    "ValueError naming the argument unless v is of `kind` and within [lo, hi] (or (lo, hi] when lo_open)."
+    if v is None and none_ok: return v
+    ok = isinstance(v, (int, float) if kind is float else int) and not isinstance(v, bool)
+    if ok and kind is float: ok = math.isfinite(v)
+    if ok and lo is not None: ok = v > lo if lo_open else v >= lo
+    if ok and hi is not None: ok = v <= hi
+    if not ok:
+        want = 'an integer' if kind is int else 'a finite number'
+        if lo is not None: want += f" {'>' if lo_open else '>='} {lo}"
+        if hi is not None: want += f" and <= {hi}"
+        raise ValueError(f"{name}: expected {want}, got {v!r}")
+    return v
+
+def write_run_yaml(path, # the file to write (RUN/run.yaml)
+                   args:dict, # argument name -> value (JSON-serialisable)
+                  ):
+    "The console's arguments of a run as YAML (`key: <JSON value>` lines, which YAML reads), for `--config` to repeat it."
+    lines = ['# powerset-align train: the arguments of this run; repeat it with `powerset-align train --config <this file>`']
+    with open(path, 'w') as f: f.write('\n'.join(lines + [f'{k}: {json.dumps(v)}' for k, v in args.items()]) + '\n')
+
+def check_out(out, # run directory
+              resume=False, # continuing this run is allowed
+              overwrite=False, # replacing an earlier run is allowed
+             ):
+    "Refuse a run directory that exists and is not empty, unless the run is resumed or an overwrite was asked for."
+    if out is None or resume or overwrite: return out
+    p = str(out)
+    if os.path.isfile(p): raise ValueError(f"out: {p!r} is a file; expected a run directory")
+    if os.path.isdir(p) and os.listdir(p):
+        raise ValueError(f"out: {p!r} already holds files ({', '.join(sorted(os.listdir(p))[:4])}{', ...' if len(os.listdir(p)) > 4 else ''}); "
+                         f"nothing was changed. Continue that run with resume (--resume), replace it with overwrite "
+                         f"(--overwrite), or choose another directory")
+    return out
+
+def _clear_out(out):
+    "Remove an earlier run directory (overwrite=True), never the working directory, one of its parents or the home folder."
+    p = os.path.realpath(str(out))
+    if not os.path.exists(p): return
+    cwd, home = os.path.realpath(os.getcwd()), os.path.realpath(os.path.expanduser('~'))
+    if p in (home, os.path.dirname(p)) or cwd == p or cwd.startswith(p + os.sep):
+        raise ValueError(f"out: refusing to overwrite {str(out)!r}: it is the working directory, one of its parents or the home folder")
+    if os.path.isdir(p): shutil.rmtree(p)
+    else: os.remove(p)
+
+def _resolve_tokenizer(tokenizer, data, ds, pretrained, resume_dir):
+    "The training tokenizer and a description of where it came from ('auto': see `train`)."
+    from powerset_align.data import dataset_captions
+    if tokenizer != 'auto': return load_tokenizer(tokenizer), str(tokenizer)
+    if resume_dir is not None and os.path.exists(os.path.join(resume_dir, 'tokenizer')):
+        return load_tokenizer(os.path.join(resume_dir, 'tokenizer')), 'the resumed run\'s tokenizer'
+    if pretrained is not None: return find_tokenizer(pretrained), f'the tokenizer of {pretrained}'
+    if ds is None:
+        tok = getattr(data, 'tokenizer', None)
+        return (tok, 'the loader\'s tokenizer') if tok is not None else (load_tokenizer('words'), 'words')
+    tok = WordTokenizer.from_corpus(dataset_captions(ds))
+    return tok, f'a vocabulary of {tok.vocab_size - len(tok.specials)} words from the training captions'
+
+
 # %% ../nbs/40_train.ipynb #b56e11b2
 def train(method:str='clip', # objective name (see objectives.OBJECTIVES: clip, filip, sparc, powerclip, loupe, grain)
           preset:str='tiny', # model preset (see models.PRESETS); ignored when `pretrained` is given
@@ -431,57 +501,88 @@ def train(method:str='clip', # objective name (see objectives.OBJECTIVES: clip, 
           seed:int=0, # seed of weights, data order and everything random
           out:str|None=None, # run directory (checkpoints/, log.csv, eval.csv, config.json, tb/); None: write nothing
           resume:bool|str=False, # True: continue from out's newest checkpoint; or a checkpoint path
+          overwrite:bool=False, # replace an earlier run in `out` (removed only once data and arguments are validated)
           log_every:int=10, # steps between log rows
           eval_every:int=0, # steps between evaluations (0: at the end only)
           eval_fn=None, # eval_fn(model, step) -> dict of metrics
-          save_every:int|None=None, # steps between checkpoints (None: 1000; always at the end)
+          save_every:int|None=None, # steps between checkpoints (None: a tenth of the run; always at the end)
           keep_last:int=2, # checkpoints kept
           pooling:str|None=None, # 'avg' or 'cls' (see models); None: 'avg' for presets, the checkpoint's own for `pretrained`
-          pretrained:str|None=None, # local HF CLIP checkpoint or our save_pretrained directory to start from
-          tokenizer:str='words', # 'words' (built-in), a WordTokenizer file, or a local HF tokenizer directory
+          pretrained:str|None=None, # local HF CLIP folder, our save_pretrained folder, or a run directory, to start from
+          tokenizer:str='auto', # 'auto', 'words' (scene vocabulary), a WordTokenizer JSON file, or a local HF tokenizer folder
           image_size:int|None=None, # override the preset's image size
           num_workers:int=0, # data loader workers
+          skip_bad:bool=False, # skip and count unreadable records and images instead of stopping
+          check_images:bool|str='decode', # before training: 'decode' every image, True read headers only, False neither
+          image_root:str|None=None, # folder the data file's image paths are relative to (default: the file's folder)
+          columns:dict|None=None, # CSV/JSONL field names, e.g. dict(image='filepath', caption='title')
+          instances_file:str|None=None, # COCO instances JSON (boxes) next to a COCO captions file
           objective_kwargs:dict|None=None, # extra arguments of make_objective
           model_kwargs:dict|None=None, # extra arguments of build_model
           loader_kwargs:dict|None=None, # extra arguments of make_loader
           progress:bool=True, # tqdm bar on rank 0
           tensorboard:bool=True, # tensorboard logs in out/tb (when out is given)
           stop_at:int|None=None, # stop after this step as if interrupted (for tests and time-boxed jobs)
+          run_args:dict|None=None, # the console's arguments: kept in config.json and written as out/run.yaml
          ) -> Trainer:
     "Build model, objective and data, then train (single process or under torchrun); returns the `Trainer`."
     # ---- validate everything before writing anything
-    if preset not in PRESETS and pretrained is None: raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    if preset not in PRESETS and pretrained is None: raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
     valid = valid_methods()
-    if method not in valid: raise ValueError(f"method must be one of {valid}, got {method!r}")
-    if steps is None and epochs is None: raise ValueError("give steps or epochs")
+    if method not in valid: raise ValueError(f"method: expected one of {', '.join(valid)}, got {method!r}")
+    if steps is None and epochs is None: raise ValueError("steps: give steps or epochs")
+    _check_range('steps', steps, 1, none_ok=True); _check_range('epochs', epochs, 0, kind=float, none_ok=True, lo_open=True)
+    _check_range('batch_size', batch_size, 1); _check_range('lr', lr, 0, kind=float, lo_open=True)
+    _check_range('warmup', warmup, 0, kind=float); _check_range('weight_decay', weight_decay, 0, kind=float)
+    _check_range('grad_clip', grad_clip, 0, kind=float, none_ok=True, lo_open=True); _check_range('accum_steps', accum_steps, 1)
+    _check_range('log_every', log_every, 1); _check_range('eval_every', eval_every, 0)
+    _check_range('save_every', save_every, 1, none_ok=True); _check_range('keep_last', keep_last, 1)
+    _check_range('num_workers', num_workers, 0)
+    if stop_at is not None: _check_range('stop_at', stop_at, 1)
+    if schedule not in SCHEDULES: raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if amp not in (True, False, None, 'bf16', 'fp16'): raise ValueError(f"amp: expected True, False, 'bf16' or 'fp16', got {amp!r}")
+    if resume and overwrite: raise ValueError("overwrite: cannot be combined with resume (one continues the run, the other replaces it)")
     check_data(data)
-    if pretrained is not None and not os.path.isdir(str(pretrained)): raise FileNotFoundError(f"pretrained: no such directory {str(pretrained)!r}")
-    ck = None
+    if pretrained is not None and not os.path.isdir(str(pretrained)): raise ValueError(f"pretrained: no such directory {str(pretrained)!r}")
+    ck, resume_dir = None, None
     if resume:
         src = resume if isinstance(resume, (str, os.PathLike)) else out
-        if src is None: raise ValueError("resume=True needs out (the run directory to resume)")
+        if src is None: raise ValueError("resume: resume=True needs out (the run directory to resume)")
+        if not os.path.exists(str(src)): raise ValueError(f"resume: {str(src)!r} does not exist")
         if os.path.isdir(str(src)) and not list_checkpoints(src):
             raise ValueError(f"resume: no checkpoint in {str(src)!r} (expected {os.path.join(str(src), 'checkpoints', 'step_*.pt')})")
-        if not os.path.exists(str(src)): raise ValueError(f"resume: {str(src)!r} does not exist")
         ck = load_checkpoint(str(src))
+        resume_dir = str(src) if os.path.isdir(str(src)) else os.path.dirname(os.path.dirname(os.path.abspath(str(src))))
         want = 'pretrained' if pretrained is not None else preset
         if ck.get('preset') != want:
             raise ValueError(f"resume: the checkpoint {ck['path']!r} was trained with preset {ck.get('preset')!r}, not {want!r}")
         if ck.get('method') != method:
             raise ValueError(f"resume: the checkpoint {ck['path']!r} was trained with method {ck.get('method')!r}, not {method!r}")
-    elif out is not None and list_checkpoints(out):
-        raise ValueError(f"out {str(out)!r} already holds checkpoints; pass resume=True to continue or choose another directory")
 
     started = setup_distributed()
     try:
         rank, world = dist_info()
+        check_out(out, resume=bool(resume), overwrite=overwrite)       # every rank looks before any rank writes
+        if world > 1: dist.barrier()
         if batch_size % (world * accum_steps):
-            raise ValueError(f"batch_size ({batch_size}) must be divisible by world_size x accum_steps = {world * accum_steps}")
+            raise ValueError(f"batch_size: expected a multiple of world_size x accum_steps = {world * accum_steps}, got {batch_size}")
         seed_everything(seed)
-        from powerset_align.tokenizers import load_tokenizer
-        tok = load_tokenizer(tokenizer if pretrained is None or tokenizer != 'words' else pretrained)
+        ds = None
+        if not isinstance(data, (torch.utils.data.DataLoader, torch.utils.data.Dataset)) and data != 'scenes':
+            from powerset_align.data import open_dataset
+            ds = open_dataset(data, split='train', seed=seed, skip_bad=skip_bad, check_images=check_images, image_root=image_root,
+                              columns=columns, instances_file=instances_file)
+            n = len(ds) if hasattr(ds, '__len__') and not isinstance(ds, torch.utils.data.IterableDataset) else None
+            if n == 0: raise ValueError(f"data: no usable record in {str(data)!r}" + (f" ({ds.n_skipped} skipped; first: {ds.skipped[0]})" if getattr(ds, 'n_skipped', 0) else ''))
+        elif isinstance(data, torch.utils.data.Dataset): ds = data
+        tok, tok_src = _resolve_tokenizer(tokenizer, data, ds if ds is not data else None, pretrained, resume_dir)
         if pretrained is not None:
-            model = DualEncoder.from_pretrained(pretrained, pooling=pooling)
+            try: model = DualEncoder.from_pretrained(model_dir(pretrained), pooling=pooling)
+            except (OSError, RuntimeError, ValueError) as e:
+                raise ValueError(f"pretrained: cannot load a model from {str(pretrained)!r} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+            if tok.vocab_size > model.config.vocab_size:
+                raise ValueError(f"tokenizer: {tok_src} has {tok.vocab_size} tokens, more than the {model.config.vocab_size} "
+                                 f"of the pretrained model's text tower; use the model's own tokenizer")
         else:
             model = build_model(preset, tokenizer=tok, image_size=image_size, pooling=pooling or 'avg', seed=seed, **(model_kwargs or {}))
         if grad_checkpointing: model.set_grad_checkpointing(True)
@@ -489,37 +590,42 @@ def train(method:str='clip', # objective name (see objectives.OBJECTIVES: clip, 
         needs = set(getattr(objective, 'needs', set()) or set())
         micro = batch_size // (world * accum_steps)
         if isinstance(data, torch.utils.data.DataLoader): loader = data
-        else: loader = _make_train_loader(data, tok, micro, model, seed, num_workers, needs, **(loader_kwargs or {}))
+        else: loader = _make_train_loader(data if ds is None else ds, tok, micro, model, seed, num_workers, needs, **(loader_kwargs or {}))
         if steps is None:
             n = len(loader.dataset) if hasattr(loader, 'dataset') and hasattr(loader.dataset, '__len__') else None
             if n is None or isinstance(loader.dataset, torch.utils.data.IterableDataset):
-                raise ValueError("epochs needs a finite map-style dataset; give steps for streams (scenes, webdataset)")
+                raise ValueError("epochs: needs a finite map-style dataset; give steps for streams (scenes, webdataset)")
             steps = max(1, math.ceil(epochs * n / batch_size))
         cfg = dict(method=method, preset=preset if pretrained is None else 'pretrained', data=str(data) if not isinstance(data, torch.utils.data.DataLoader) else 'DataLoader',
                    steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, schedule=schedule, weight_decay=weight_decay,
                    grad_clip=grad_clip, accum_steps=accum_steps, amp=amp, compile=compile, grad_checkpointing=grad_checkpointing,
                    seed=seed, pooling=model.config.pooling,
-                   pretrained=None if pretrained is None else str(pretrained), tokenizer=str(tokenizer), image_size=image_size,
-                   objective_kwargs=objective_kwargs or {}, model_kwargs=model_kwargs or {}, world_size=world)
-        meta = dict(preset=cfg['preset'], method=method, train_config=cfg)
+                   pretrained=None if pretrained is None else str(pretrained), tokenizer=tok_src, image_size=image_size,
+                   objective_kwargs=objective_kwargs or {}, model_kwargs=model_kwargs or {}, world_size=world,
+                   n_train=len(ds) if ds is not None and hasattr(ds, '__len__') else None,
+                   n_skipped=getattr(ds, 'n_skipped', 0), run_args=run_args)
+        meta = dict(preset=cfg['preset'], method=method, train_config=json.loads(json.dumps(cfg, default=str)))
         tr = Trainer(model, objective, loader, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, schedule=schedule,
                      weight_decay=weight_decay, grad_clip=grad_clip, accum_steps=accum_steps, amp=amp, compile=compile,
                      device=device, seed=seed, out=out, log_every=log_every, eval_every=eval_every, eval_fn=eval_fn,
                      save_every=save_every, keep_last=keep_last, progress=progress, tensorboard=tensorboard and out is not None,
                      meta=meta)
-        tr.tokenizer = tok
+        tr.tokenizer, tr.dataset = tok, ds
         if ck is not None: tr.load_state(ck)
+        # ---- everything is validated: from here on, write
         if out is not None and rank == 0:
+            if overwrite: _clear_out(out)
             os.makedirs(out, exist_ok=True)
             with open(os.path.join(out, 'config.json'), 'w') as f: json.dump(cfg, f, indent=1, default=str)
-            if hasattr(tok, 'save'):
-                try: tok.save(os.path.join(out, 'tokenizer'))
-                except Exception as e: warnings.warn(f"could not save the tokenizer: {e}")
+            if hasattr(tok, 'save'): tok.save(os.path.join(out, 'tokenizer'))
+            if run_args is not None: write_run_yaml(os.path.join(out, 'run.yaml'), run_args)
+        if world > 1: dist.barrier()
         tr.fit(stop_at=stop_at)
         if out is not None and rank == 0 and tr.step >= tr.steps: model.save_pretrained(os.path.join(out, 'model'))
         return tr
     finally:
         if started: dist.destroy_process_group()
+
 
 # %% ../nbs/40_train.ipynb #68089605
 def probe_batch(preset, batch_size, seed, needs=('descriptions', 'negatives')):
