@@ -131,7 +131,7 @@ def read_config(path, # a YAML or JSON file of argument names (dashes or undersc
     if not isinstance(d, dict): raise ValueError(f"config {p}: expected a mapping of argument names to values, got {type(d).__name__}")
     return {str(k).replace('-', '_'): v for k, v in d.items()}
 
-# %% ../nbs/60_cli.ipynb #776abdde
+# %% ../nbs/60_cli.ipynb #5a524611
 PRECISIONS = {'fp32': False, 'bf16': 'bf16', 'fp16': 'fp16'}
 
 def _choice(name, valid):
@@ -248,7 +248,7 @@ def cli_bench(out:str='runs/bench', # output directory (bench.json, bench.md)
     "Measure the package's performance figures as ratios within one run; print a table and write JSON."
     bench(out, quick, only)
 
-# %% ../nbs/60_cli.ipynb #c1eba915
+# %% ../nbs/60_cli.ipynb #bb7d9b50
 COMMANDS = {'train': cli_train, 'eval': cli_eval, 'compare': cli_compare, 'demo': cli_demo, 'bench': cli_bench}
 
 def usage(): # the help text of `powerset-align`
