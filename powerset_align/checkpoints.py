@@ -8,6 +8,7 @@ import glob, os, pickle, random, re, warnings
 from pathlib import Path
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from .models import DualEncoder, DualEncoderConfig
 from .tokenizers import load_tokenizer
 
@@ -112,7 +113,7 @@ def load_run(path:str, # a run directory, its checkpoints/ folder, one step_*.pt
     except ValueError: tok = None
     if os.path.isdir(p) and os.path.isfile(os.path.join(model_dir(p), 'config.json')):
         try: return DualEncoder.from_pretrained(model_dir(p), map_location=map_location).eval(), tok
-        except (OSError, RuntimeError) as e:
+        except (OSError, RuntimeError, SafetensorError) as e:     # a truncated file, weights that do not fit the config
             raise ValueError(f"run: cannot load the model in {model_dir(p)!r} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     if os.path.isdir(p) and not list_checkpoints(p):
         raise ValueError(f"run: no model in {p!r} (expected {os.path.join(p, 'model', 'config.json')} or {os.path.join(p, 'checkpoints', 'step_*.pt')})")

@@ -51,6 +51,10 @@ def _version(): # the line `--version` prints
     from powerset_align import __version__
     return f'powerset-align {__version__} (torch {torch.__version__})'
 
+class _Parser(argparse.ArgumentParser):
+    "An argparse parser whose errors are one line (the full usage is one `--help` away)."
+    def error(self, message): self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
+
 _METAVARS = {pos_int: 'N', nonneg_int: 'N', pos_float: 'X', nonneg_float: 'X'}
 
 def make_parser(f, # a console function: annotated arguments, one comment of help each
@@ -59,7 +63,7 @@ def make_parser(f, # a console function: annotated arguments, one comment of hel
                ) -> argparse.ArgumentParser:
     "An argparse parser for `f`: every argument as --name, accepting dashes or underscores; --config and --version."
     docs = docments(f, full=True)
-    p = argparse.ArgumentParser(prog=prog, description=f.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = _Parser(prog=prog, description=f.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 allow_abbrev=False)
     for name, d in docs.items():
         if name == 'return': continue
@@ -131,7 +135,7 @@ def read_config(path, # a YAML or JSON file of argument names (dashes or undersc
     if not isinstance(d, dict): raise ValueError(f"config {p}: expected a mapping of argument names to values, got {type(d).__name__}")
     return {str(k).replace('-', '_'): v for k, v in d.items()}
 
-# %% ../nbs/60_cli.ipynb #5a524611
+# %% ../nbs/60_cli.ipynb #4c454da4
 PRECISIONS = {'fp32': False, 'bf16': 'bf16', 'fp16': 'fp16'}
 
 def _choice(name, valid):
@@ -248,7 +252,7 @@ def cli_bench(out:str='runs/bench', # output directory (bench.json, bench.md)
     "Measure the package's performance figures as ratios within one run; print a table and write JSON."
     bench(out, quick, only)
 
-# %% ../nbs/60_cli.ipynb #bb7d9b50
+# %% ../nbs/60_cli.ipynb #34d0e09b
 COMMANDS = {'train': cli_train, 'eval': cli_eval, 'compare': cli_compare, 'demo': cli_demo, 'bench': cli_bench}
 
 def usage(): # the help text of `powerset-align`

@@ -642,7 +642,7 @@ def scenes_loader(split='train', # 'train' (infinite stream) or 'val' / 'test' /
     "`make_loader('scenes', ...)`: a DataLoader of scene batches."
     return make_loader('scenes', split=split, **kwargs)
 
-# %% ../nbs/23_data.ipynb #8a330e4e
+# %% ../nbs/23_data.ipynb #6501a164
 TOY_WORDS = ('dog', 'cat', 'horse', 'boat', 'train', 'apple', 'chair', 'kite', 'bird', 'clock', 'piano', 'tiger', 'lamp',
              'bridge', 'rocket', 'violin', 'tulip', 'castle', 'whale', 'robot')
 
@@ -666,7 +666,7 @@ def toy_caption_csv(folder, # created if missing
         w = csv.DictWriter(f, ['image', 'caption']); w.writeheader(); w.writerows(rows)
     return p / 'captions.csv'
 
-# %% ../nbs/23_data.ipynb #e7c4d01c
+# %% ../nbs/23_data.ipynb #2d67241c
 def preprocess(images, # a PIL image, an image path, or a list of them
                image_size, # the model's input side (`model.config.image_size`), or the model itself
               ) -> torch.Tensor: # (B, 3, S, S) float in [0, 1], ready for `model.encode_image`

@@ -13,6 +13,7 @@ import torch.distributed as dist
 from torch import nn
 from .models import DualEncoder, PRESETS, build_model
 from .tokenizers import WordTokenizer, load_tokenizer
+from safetensors import SafetensorError
 from .distributed import seed_everything, dist_info, setup_distributed, resolve_device
 from .checkpoints import list_checkpoints, atomic_save, load_checkpoint, load_run, rng_state, set_rng_state, CHECKPOINT_VERSION, model_dir, find_tokenizer
 from .methods import valid_methods, build_objective
@@ -578,7 +579,7 @@ def train(method:str='clip', # objective name (see objectives.OBJECTIVES: clip, 
         tok, tok_src = _resolve_tokenizer(tokenizer, data, ds if ds is not data else None, pretrained, resume_dir)
         if pretrained is not None:
             try: model = DualEncoder.from_pretrained(model_dir(pretrained), pooling=pooling)
-            except (OSError, RuntimeError, ValueError) as e:
+            except (OSError, RuntimeError, ValueError, SafetensorError) as e:
                 raise ValueError(f"pretrained: cannot load a model from {str(pretrained)!r} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
             if tok.vocab_size > model.config.vocab_size:
                 raise ValueError(f"tokenizer: {tok_src} has {tok.vocab_size} tokens, more than the {model.config.vocab_size} "
