@@ -55,6 +55,12 @@ class _Parser(argparse.ArgumentParser):
     "An argparse parser whose errors are one line (the full usage is one `--help` away)."
     def error(self, message): self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    "Shows a default unless it is None or False, or the help already says what the default is."
+    def _get_help_string(self, action):
+        h = action.help or ''
+        return h if 'default' in h or action.default is None or action.default is False else super()._get_help_string(action)
+
 _METAVARS = {pos_int: 'N', nonneg_int: 'N', pos_float: 'X', nonneg_float: 'X'}
 
 def make_parser(f, # a console function: annotated arguments, one comment of help each
@@ -63,7 +69,7 @@ def make_parser(f, # a console function: annotated arguments, one comment of hel
                ) -> argparse.ArgumentParser:
     "An argparse parser for `f`: every argument as --name, accepting dashes or underscores; --config and --version."
     docs = docments(f, full=True)
-    p = _Parser(prog=prog, description=f.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = _Parser(prog=prog, description=f.__doc__, formatter_class=_Formatter,
                                 allow_abbrev=False)
     for name, d in docs.items():
         if name == 'return': continue
