@@ -147,7 +147,8 @@ SWEEP_KNOBS = {  # method -> (objective arguments set to the weight w, default g
     'grain': (('w_box', 'w_rd'), (0.1, 0.3, 1.0)),
     'filip': (('global_weight',), (0.0, 1.0)),
 }
-SWEEP_FIXED = {'grain': {'ic_source': 'encoder'}}   # GRAIN's contrastive term on the encoder's embedding: weight 0 is CLIP
+SWEEP_FIXED = {'sparc': {'lambda_g': 1.0},          # CLIP's term at full weight: weight 0 is CLIP (the paper's 0.5 halves it)
+               'grain': {'ic_source': 'encoder'}}   # GRAIN's contrastive term on the encoder's embedding: weight 0 is CLIP
 SWEEP_CRITERION = ('among the settings whose validation R@1 (mean of I→T and T→I, mean over seeds) is at least '
                    '{keep:.0%} of CLIP\'s, the one with the highest mean of group_R@1 and pointing_acc; ties go to the smaller weight')
 
