@@ -217,24 +217,25 @@ def bench_sii_vs_shapiq(budgets=(350, 1400, 4096), # game evaluations
            'KernelSHAPIQ': theirs(shapiq.KernelSHAPIQ)}
     return dict(budgets=list(budgets), curve=sii_error_curve(game, n, est, budgets, range(seeds)))
 
-# %% ../nbs/55_bench.ipynb #7d2188b3
-def bench_scenes(n:int=2048, # scenes in the store (two shards)
-                 batch:int=256, # scenes per timed call
+# %% ../nbs/55_bench.ipynb #0756d54b
+def bench_scenes(shard_size:int=1024, # scenes per shard; one whole shard is read per timed call
+                 batch:int=256, # scenes per __getitems__ call (a loader batch)
+                 n_generate:int=128, # scenes generated per timed call
                  rounds:int=3, # race rounds
-                 start:int=50_000, # first seed
+                 start:int=51_200, # first seed (a multiple of shard_size)
                 ) -> dict: # scenes per second of both, and the ratio
-    "Scenes per second: generate_scene against SceneStore reads of the same scenes, one thread, one race."
+    "Scenes per second on one thread: generate_scene against reading a whole shard of the same world back from a fresh SceneStore."
     root = Path(tempfile.mkdtemp())
     try:
-        SceneStore(n, start=start, root=root, shard_size=n // 2).build()
-        lo = n // 2 - batch // 2                                   # a batch that spans both shards
+        SceneStore(shard_size, start=start, root=root, shard_size=shard_size).build()
+        def read():
+            st = SceneStore(shard_size, start=start, root=root, shard_size=shard_size)
+            return [s for i in range(0, shard_size, batch) for s in st.__getitems__(range(i, min(i + batch, shard_size)))]
         with one_thread():
-            r = race({'generate': lambda: [generate_scene(start + lo + i) for i in range(batch)],
-                      'store': lambda: SceneStore(n, start=start, root=root, shard_size=n // 2).__getitems__(range(lo, lo + batch))},
-                     rounds=rounds)
+            r = race({'generate': lambda: [generate_scene(start + shard_size + i) for i in range(n_generate)], 'store': read}, rounds=rounds)
     finally: shutil.rmtree(root, ignore_errors=True)
-    gen, st = (batch / (x['ms'] / 1e3) for x in r)
-    return dict(generate_per_s=gen, store_per_s=st, ratio=st / gen, batch=batch)
+    gen, st = n_generate / (r[0]['ms'] / 1e3), shard_size / (r[1]['ms'] / 1e3)
+    return dict(generate_per_s=gen, store_per_s=st, ratio=st / gen)
 
 # %% ../nbs/55_bench.ipynb #db8d6db4
 def saved_tensor_bytes(fn)->tuple: # (fn's result, bytes of the distinct storages autograd saved for the backward)
@@ -251,7 +252,7 @@ def bench_objectives(
     batch_size:int=256, dim:int=256, n_patches:int=64, n_tokens:int=32, # B, D, P, T
     n_regions:int=10, n_leaves:int=16, n_nodes:int=24, # M, L, K
     names:tuple=('clip', 'filip', 'sparc', 'powerclip'), # objectives to time
-    repeats:int=3, # timed runs (the fastest is reported: the machine may be shared) after one warm-up
+    repeats:int=3, # race rounds (the fastest is reported) after one warm-up that also measures memory
     device:str='cpu', # 'cpu' or 'cuda'
     seed:int=0,
 )->list: # dicts: objective, ms, ratio_vs_clip, saved_mb (kept for backward), sizes, sbar_mb (PowerCLIP), peak_mb (CUDA)
@@ -262,23 +263,24 @@ def bench_objectives(
     out, batch = mv(out), mv(batch)
     leaves = [out.image_embeds, out.text_embeds, out.patch_embeds, out.token_embeds]
     for x in leaves: x.requires_grad_(True)
-    sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
+    cuda = str(device).startswith('cuda')
     objs = {n: make_objective(n).to(device) for n in names}
-    times, saved, peak = {n: [] for n in names}, {}, {}
-    for rep in range(repeats + 1):                       # round robin, so that load changes hit every objective alike
-        for n, obj in objs.items():
+    saved, peak = {}, {}
+    for n, obj in objs.items():                          # warm-up: memory kept for the backward (and the CUDA peak)
+        for x in leaves: x.grad = None
+        if cuda: torch.cuda.reset_peak_memory_stats()
+        res, saved[n] = saved_tensor_bytes(lambda: obj(out, batch))
+        res['loss'].backward(); del res
+        if cuda: peak[n] = torch.cuda.max_memory_allocated() / 2 ** 20
+    def step(obj):
+        def f():
             for x in leaves: x.grad = None
-            if str(device).startswith('cuda'): torch.cuda.reset_peak_memory_stats()
-            sync(); t0 = time.perf_counter()
-            if rep == 0: res, saved[n] = saved_tensor_bytes(lambda: obj(out, batch))    # warm-up run also measures memory
-            else: res = obj(out, batch)
-            res['loss'].backward()
-            sync(); times[n].append(time.perf_counter() - t0)
-            if rep == 0 and str(device).startswith('cuda'): peak[n] = torch.cuda.max_memory_allocated() / 2 ** 20
-            del res
+            obj(out, batch)['loss'].backward()
+        return f
+    ms = {r['name']: r['ms'] for r in race({n: step(o) for n, o in objs.items()}, rounds=repeats, warmup=False)}
     rows = []
     for n in names:
-        row = dict(objective=n, ms=1e3 * min(times[n][1:]), batch_size=batch_size, dim=dim, P=n_patches,
+        row = dict(objective=n, ms=ms[n], batch_size=batch_size, dim=dim, P=n_patches,
                    T=n_tokens, M=n_regions, L=n_leaves, K=n_nodes, device=str(device), saved_mb=saved[n] / 2 ** 20)
         if n == 'powerclip':
             row['sbar_mb'] = 4 * batch_size ** 2 * n_regions * (n_leaves + n_nodes) / 2 ** 20   # S0 + s in float32
@@ -318,7 +320,6 @@ def bench_loupe_grain(batch_size:int=64, # B
                       grain_config:dict=None, # extra GrainObjective arguments
                       unsil_sigma:float=0.1): # also time LOUPE with UNSIL's sigma set to this (a confident UNSIL; None: skip)
     "Forward+backward time of clip vs grain vs loupe: loss only on the same embeddings, and full model steps; list of dicts (level, name, ms, ratio)."
-    import time, statistics
     from types import SimpleNamespace
     from powerset_align.loupe import LoupeObjective
     sync = (lambda: torch.cuda.synchronize()) if str(device).startswith('cuda') else (lambda: None)
@@ -334,13 +335,7 @@ def bench_loupe_grain(batch_size:int=64, # B
                 for u in (o.unsil_tsa, o.unsil_fsa): u.sigma_head[-1].bias.fill_(math.log(unsil_sigma / (1 - unsil_sigma)))
             objs[f'loupe + UNSIL s={unsil_sigma:g}'] = o
         return objs
-    def timed(fns):
-        for f in fns.values(): f()
-        ts = {k: [] for k in fns}
-        for _ in range(repeats):
-            for k, f in fns.items():
-                sync(); t0 = time.perf_counter(); f(); sync(); ts[k].append(time.perf_counter() - t0)
-        return {k: 1e3 * statistics.median(v) for k, v in ts.items()}
+    def timed(fns): return {r['name']: r['ms'] for r in race(fns, rounds=repeats, stat='median')}
     def loss_of(obj, out, batch):
         return clip_loss(out.image_embeds, out.text_embeds, out.logit_scale) if obj is None else obj(out, batch)['loss']
     rows = []
@@ -573,7 +568,7 @@ BENCHES = [
     ('interaction_instability', bench_instability, dict(n_instances=1, pairs=1, repeats=3, budgets=(50, 200)), {}, _instab_rows),
     ('nla_fused', bench_nla_fused, dict(sides=(4,), side=4, exact_side=1, rounds=1), {}, _nla_fused_rows),
     ('sii_vs_shapiq', bench_sii_vs_shapiq, dict(budgets=(60, 256), seeds=1, n=8, n_features=16), {}, _sii_rows),
-    ('scenes', bench_scenes, dict(n=64, batch=8, rounds=1), {}, _scene_rows),
+    ('scenes', bench_scenes, dict(shard_size=32, batch=8, n_generate=8, rounds=1), {}, _scene_rows),
 ]
 
 def bench(out='runs/bench', # output directory: bench.json and bench.md

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'COMMANDS', 'pos_int', 'nonneg_int', 'pos_float', 'nonneg_float', 'flag', 'make_parser', 'parse_args',
-           'read_config', 'cli_train', 'cli_eval', 'cli_compare', 'cli_demo', 'cli_bench', 'usage', 'main']
+           'read_config', 'cli_train', 'cli_eval', 'cli_compare', 'cli_demo', 'cli_bench', 'usage', 'main',
+           'parse_weights', 'cli_sweep']
 
 # %% ../nbs/60_cli.ipynb #51e1a70d
 import argparse, inspect, json, math, os, sys, warnings
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 from fastcore.docments import docments
 from .train import SCHEDULES
-from .experiments import train_run, eval_run, compare, demo
+from .experiments import train_run, eval_run, compare, demo, sweep, sweep_table
 from .bench import bench
 
 # %% ../nbs/60_cli.ipynb #29928aca
@@ -301,3 +302,35 @@ def main(argv=None, # arguments after the program name (None: sys.argv[1:])
     return 0
 
 if __name__ == '__main__' and 'get_ipython' not in globals(): sys.exit(main())   # python -m powerset_align.cli, torchrun -m
+
+# %% ../nbs/60_cli.ipynb #d5dabcfe
+def parse_weights(spec:str|None, # 'sparc:0.1,0.3;powerclip:0.3,1' (method:weights, methods separated by ';'); None: the defaults
+                 ) -> dict|None: # {method: [weights]}
+    "The --weights option of `powerset-align sweep` as `sweep`'s `weights` dict."
+    if not spec: return None
+    res = {}
+    for part in spec.split(';'):
+        m, sep, ws = part.partition(':')
+        try: res[m.strip().lower()] = [float(w) for w in ws.split(',')]
+        except ValueError: sep = ''
+        if not sep: raise ValueError(f"weights: expected 'method:w1,w2;method:w1,...', got {part!r}")
+    return res
+
+def cli_sweep(methods:str='sparc,powerclip', # comma-separated methods to calibrate (CLIP, the control, is always trained)
+              weights:str=None, # per-method grids, e.g. 'sparc:0.1,0.3,1;powerclip:0.1,0.3,1' (default: experiments.SWEEP_KNOBS)
+              seeds:pos_int=3, # seeds per setting
+              steps:pos_int=300, # optimisation steps per run
+              preset:str='tiny', # model preset
+              batch_size:pos_int=32, # examples per step
+              lr:pos_float=1e-3, # peak learning rate
+              n_val:pos_int=256, # validation scenes
+              keep:float=0.9, # retrieval floor of the criterion, as a fraction of CLIP's validation R@1
+              curve_every:nonneg_int=100, # steps between checkpoints evaluated for the learning curves (0: final only)
+              out:str='runs/sweep', # output directory (runs are reused when their configuration matches)
+             ):
+    "Calibrate each method's loss weight on the validation split; write sweep.json (chosen settings), table.md and the trade-off plot."
+    r = sweep(methods, parse_weights(weights), seeds, steps, preset, batch_size, lr, n_val, keep, curve_every, out)
+    print(sweep_table(r)); print(f"criterion: {r['criterion']}"); print(f'sweep.json, table.md, tradeoff.png and curves.png in {out}')
+    return r
+
+COMMANDS['sweep'] = cli_sweep

@@ -14,8 +14,9 @@ from .checkpoints import load_run
 
 
 # %% auto #0
-__all__ = ['DEMO_METHODS', 'ALL_METRICS', 'REPORT_TO', 'REPORT_SECTIONS', 'check_preset', 'train_run', 'eval_run', 'compare',
-           'demo']
+__all__ = ['DEMO_METHODS', 'ALL_METRICS', 'REPORT_TO', 'SWEEP_KNOBS', 'SWEEP_FIXED', 'SWEEP_CRITERION', 'VAL_METRICS',
+           'REPORT_SECTIONS', 'check_preset', 'train_run', 'eval_run', 'compare', 'sweep_kwargs', 'val_metrics',
+           'sweep', 'sweep_table', 'plot_tradeoff', 'plot_curves', 'demo']
 
 # %% ../nbs/52_experiments.ipynb #ed0889f1
 DEMO_METHODS = ('clip', 'sparc', 'powerclip')
@@ -162,6 +163,175 @@ def compare(methods=('clip', 'filip', 'sparc', 'powerclip'), # objective names (
     save_figure(plot_metrics(summ, {k: v for k, v in HEADLINE.items() if any(k in s for s in summ.values())},
                              title=f'{seeds} seed(s), mean ± std'), out / 'metrics.png')
     return dict(results=results, histories=histories, table=table, models=models, out=out, ceilings=ceilings)
+
+# %% ../nbs/52_experiments.ipynb #c5912b19
+SWEEP_KNOBS = {  # method -> (objective arguments set to the weight w, default grid of w; 0 is added as the CLIP control)
+    'sparc': (('lambda_f',), (0.1, 0.3, 1.0)),
+    'powerclip': (('lam',), (0.1, 0.3, 1.0)),
+    'loupe': (('w_tsa', 'w_fsa', 'w_unsil'), (0.1, 0.3, 1.0)),
+    'grain': (('w_box', 'w_rd'), (0.1, 0.3, 1.0)),
+    'filip': (('global_weight',), (0.0, 1.0)),
+}
+SWEEP_FIXED = {'sparc': {'lambda_g': 1.0},          # CLIP's term at full weight: weight 0 is CLIP (the paper's 0.5 halves it)
+               'grain': {'ic_source': 'encoder'}}   # GRAIN's contrastive term on the encoder's embedding: weight 0 is CLIP
+SWEEP_CRITERION = ('among the settings whose validation R@1 (mean of I→T and T→I, mean over seeds) is at least '
+                   '{keep:.0%} of CLIP\'s, the one with the highest mean of group_R@1 and pointing_acc; ties go to the smaller weight')
+
+def sweep_kwargs(method, # objective name
+                 weight, # the loss weight (see SWEEP_KNOBS)
+                ) -> dict: # objective arguments
+    "The objective arguments that set `method`'s loss weight to `weight` (FILIP's knob is the weight of its added CLIP term)."
+    if method == 'clip': return {}
+    if method not in SWEEP_KNOBS: raise ValueError(f"method: expected one of {['clip', *SWEEP_KNOBS]}, got {method!r}")
+    return {**SWEEP_FIXED.get(method, {}), **{k: float(weight) for k in SWEEP_KNOBS[method][0]}}
+
+VAL_METRICS = ('i2t_R@1', 't2i_R@1', 'group_R@1', 'group_R@1_t2i', 'pointing_acc', 'grounding_acc')
+
+def val_metrics(model, tokenizer, n=256, seed=0):
+    "The metrics `sweep` selects on, from the validation split of the scenes (retrieval, groups, localisation), plus 'R@1' (mean of both ways)."
+    from powerset_align.evaluate import evaluate_model
+    r = evaluate_model(model, tokenizer, 'scenes', split='val', n=n, tasks=('retrieval', 'groups', 'grounding'), seed=seed,
+                       n_boot=200, progress=False)
+    out = {k: float(r[k]) for k in VAL_METRICS if k in r}
+    out['R@1'] = (out['i2t_R@1'] + out['t2i_R@1']) / 2
+    return out
+
+def _learning_curve(run, n, seed):
+    "Validation metrics of every checkpoint of a run directory, then of its final model: list of dicts with 'step'."
+    from powerset_align.checkpoints import list_checkpoints, load_checkpoint, load_run
+    from powerset_align.models import DualEncoder, DualEncoderConfig
+    model, tok = load_run(run)
+    rows = []
+    for f in list_checkpoints(run):
+        c = load_checkpoint(f)
+        m = DualEncoder(DualEncoderConfig.from_dict(c['model_config'])); m.load_state_dict(c['model'])
+        rows.append(dict(step=int(c['step']), **val_metrics(m.eval(), tok, n, seed)))
+    final = dict(step=json.loads((Path(run) / 'config.json').read_text())['steps'], **val_metrics(model, tok, n, seed))
+    return [r for r in rows if r['step'] != final['step']] + [final]
+
+def _select(rows, keep):
+    "Index of the chosen row of one method's settings (list of dicts with 'weight', 'R@1', 'group_R@1', 'pointing_acc'), given CLIP's R@1 floor `keep`."
+    ok = [i for i, r in enumerate(rows) if r['R@1'] >= keep] or [min(range(len(rows)), key=lambda i: rows[i]['weight'])]
+    return max(ok, key=lambda i: ((rows[i]['group_R@1'] + rows[i]['pointing_acc']) / 2, -rows[i]['weight']))
+
+def sweep(methods=('sparc', 'powerclip'), # methods swept (CLIP, the control, is always trained)
+          weights=None, # {method: [loss weights]} (None: SWEEP_KNOBS' grids); weight 0 (= CLIP) is added for the methods that have it
+          seeds=3, # seeds per setting (0, 1, ..., seeds-1)
+          steps=300, # optimisation steps per run
+          preset='tiny', # model preset
+          batch_size=32, # examples per step
+          lr=1e-3, # peak learning rate
+          n_val=256, # validation scenes (groups: n_val // 8)
+          keep=0.9, # the retrieval floor of the criterion, as a fraction of CLIP's validation R@1
+          curve_every=100, # steps between checkpoints evaluated for the learning curves (0: final model only)
+          out='runs/sweep', # output directory: runs, sweep.json, table.md, tradeoff.png, curves.png
+          control=True, # also train weight 0 of every method at seed 0 and check it equals CLIP
+          progress=True, # tqdm progress bars
+          train_kw=None, # more `train.train` arguments
+         ) -> dict: # the content of sweep.json
+    "Per method, a grid of loss weights x seeds, each run evaluated on the validation split; picks one setting per method by `SWEEP_CRITERION`."
+    methods = [m for m in check_methods(methods) if m != 'clip']; check_preset(preset)
+    if seeds < 1: raise ValueError(f"seeds: expected >= 1, got {seeds}")
+    if not 0 <= keep <= 1: raise ValueError(f"keep: expected a fraction in [0, 1], got {keep}")
+    weights = {m: list(SWEEP_KNOBS[m][1]) for m in methods} | {m: [float(w) for w in v] for m, v in (weights or {}).items()}
+    bad = [m for m in weights if m not in methods]
+    if bad: raise ValueError(f"weights: methods {bad} are not swept; expected keys among {methods}")
+    for m in methods: sweep_kwargs(m, 0)                                     # validates the names
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    def run(m, w, s):
+        d = out / m / f'w{w:g}' / f'seed{s}'
+        kw = sweep_kwargs(m, w)
+        cfg = json.loads((d / 'config.json').read_text()) if (d / 'config.json').exists() else {}
+        same = (d / 'model').exists() and all(cfg.get(k) == v for k, v in dict(method=m, steps=steps, batch_size=batch_size, lr=lr,
+                                                                                   seed=s, preset=preset, objective_kwargs=kw).items())
+        if not same:
+            train_run(m, preset, 'scenes', steps, batch_size, lr, s, d, progress, objective_kwargs=kw,
+                      save_every=curve_every or None, keep_last=max(1, steps // max(1, curve_every)) + 1,
+                      **{'overwrite': True, **(train_kw or {})})                 # the sweep owns its run folders
+        if not (d / 'curve.json').exists() or not same:
+            (d / 'curve.json').write_text(json.dumps(_learning_curve(d, n_val, 0) if curve_every else
+                                                     [dict(step=steps, **val_metrics(load_run(d)[0], load_run(d)[1], n_val, 0))]))
+        return json.loads((d / 'curve.json').read_text())
+    curves = {('clip', 0.0): [run('clip', 0.0, s) for s in range(seeds)]}
+    controls = {}
+    for m in methods:
+        grid = sorted(set(weights[m]) | ({0.0} if m != 'filip' else set()))
+        for w in grid:
+            if w == 0 and m != 'filip':
+                curves[(m, 0.0)] = curves[('clip', 0.0)]
+                if control:
+                    c = run(m, 0.0, 0)[-1]; ref = curves[('clip', 0.0)][0][-1]
+                    controls[m] = max(abs(c[k] - ref[k]) for k in ref if k != 'step')
+            else: curves[(m, w)] = [run(m, w, s) for s in range(seeds)]
+    def mean(cs, k): return float(sum(c[-1][k] for c in cs) / len(cs))
+    keys = list(VAL_METRICS) + ['R@1']
+    rows = [dict(method=m, weight=w, objective_kwargs=sweep_kwargs(m, w), **{k: mean(cs, k) for k in keys if k in cs[0][-1]},
+                 per_seed=[c[-1] for c in cs]) for (m, w), cs in curves.items()]
+    floor = keep * next(r['R@1'] for r in rows if r['method'] == 'clip')
+    chosen = {'clip': next(r for r in rows if r['method'] == 'clip')}
+    for m in methods:
+        mr = [r for r in rows if r['method'] == m]
+        chosen[m] = mr[_select(mr, floor)]
+    res = dict(criterion=SWEEP_CRITERION.format(keep=keep), keep=keep, r1_floor=floor, seeds=seeds, steps=steps, preset=preset,
+               batch_size=batch_size, lr=lr, n_val=n_val, split='val', rows=rows, controls=controls,
+               chosen={m: dict(weight=r['weight'], objective_kwargs=r['objective_kwargs'], **{k: r[k] for k in keys if k in r})
+                       for m, r in chosen.items()},
+               curves={f'{m}/w{w:g}': cs for (m, w), cs in curves.items()})
+    (out / 'sweep.json').write_text(json.dumps(res, indent=1))
+    (out / 'table.md').write_text(sweep_table(res) + '\n')
+    from powerset_align.viz import save_figure
+    save_figure(plot_tradeoff(res), out / 'tradeoff.png')
+    save_figure(plot_curves(res), out / 'curves.png')
+    return res
+
+def sweep_table(res, # `sweep` output
+               ) -> str: # markdown
+    "One row per setting: validation metrics (percent, mean over seeds) and which setting the criterion chose."
+    cols = {'R@1': 'R@1 (mean)', 'i2t_R@1': 'I→T R@1', 't2i_R@1': 'T→I R@1', 'group_R@1': 'group R@1', 'pointing_acc': 'pointing'}
+    L = ['| method | weight | ' + ' | '.join(cols.values()) + ' | chosen |', '|' + '---|' * (len(cols) + 3)]
+    for r in res['rows']:
+        if r['method'] != 'clip' and r['weight'] == 0: continue      # the CLIP row itself
+        ch = res['chosen'][r['method']]['weight'] == r['weight']
+        L.append(f"| {METHOD_NAMES.get(r['method'], r['method'])} | {r['weight']:g} | " +
+                 ' | '.join(f"{100 * r[k]:.1f}" if k in r else '–' for k in cols) + f" | {'✓' if ch else ''} |")
+    return '\n'.join(L)
+
+def plot_tradeoff(res, # `sweep` output
+                 ):
+    "Retrieval (x) against group_R@1 and pointing_acc (y), one curve per method through its weights, weight 0 at CLIP; chosen points ringed."
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, 2, figsize=(10, 4.2))
+    clip = next(r for r in res['rows'] if r['method'] == 'clip')
+    for ax, k, label in zip(axs, ('group_R@1', 'pointing_acc'), ('group R@1 (within-group retrieval)', 'pointing accuracy')):
+        for m in dict.fromkeys(r['method'] for r in res['rows'] if r['method'] != 'clip'):
+            rs = sorted([r for r in res['rows'] if r['method'] == m], key=lambda r: r['weight'])
+            if m == 'filip': rs = [clip] + rs                                   # FILIP has no weight 0: start the curve at CLIP
+            l, = ax.plot([100 * r['R@1'] for r in rs], [100 * r.get(k, float('nan')) for r in rs], 'o-', label=METHOD_NAMES.get(m, m))
+            for r in rs: ax.annotate(f"{r['weight']:g}", (100 * r['R@1'], 100 * r.get(k, float('nan'))), fontsize=7,
+                                     xytext=(3, 3), textcoords='offset points')
+            c = res['chosen'][m]
+            ax.plot([100 * c['R@1']], [100 * c.get(k, float('nan'))], 'o', ms=13, mfc='none', mec=l.get_color(), mew=2)
+        ax.plot([100 * clip['R@1']], [100 * clip.get(k, float('nan'))], 'k*', ms=14, label='CLIP (= weight 0)')
+        ax.axvline(100 * res['r1_floor'], color='grey', ls='--', lw=1, label=f"{res['keep']:.0%} of CLIP's R@1")
+        ax.set_xlabel('validation R@1, mean of I→T and T→I (%)'); ax.set_ylabel(label + ' (%)')
+    axs[0].legend(fontsize=8)
+    fig.suptitle(f"loss weight trade-off ({res['steps']} steps, {res['seeds']} seed(s); numbers: the weight; ringed: chosen)")
+    fig.tight_layout()
+    return fig
+
+def plot_curves(res, # `sweep` output
+               ):
+    "Validation learning curves (R@1 and group_R@1 against step, seed 0) of CLIP and each method's chosen setting."
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, 3, figsize=(12, 3.6))
+    for m, c in res['chosen'].items():
+        cs = res['curves'][f"{m}/w{c['weight']:g}"][0]
+        for ax, k in zip(axs, ('R@1', 'group_R@1', 'pointing_acc')):
+            ax.plot([r['step'] for r in cs], [100 * r.get(k, float('nan')) for r in cs], 'o-',
+                    label=f"{METHOD_NAMES.get(m, m)}" + (f" ({c['weight']:g})" if m != 'clip' else ''))
+    for ax, k in zip(axs, ('validation R@1 (%)', 'group R@1 (%)', 'pointing accuracy (%)')): ax.set_xlabel('step'); ax.set_ylabel(k)
+    axs[0].legend(fontsize=8); fig.tight_layout()
+    return fig
 
 # %% ../nbs/52_experiments.ipynb #576cc166
 REPORT_SECTIONS = ('## Results', '## Ceilings', '## Training loss', '## Metrics', '## Token-to-patch maps', '## Regions each phrase picks', '## Reading the numbers')
