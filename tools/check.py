@@ -140,10 +140,13 @@ def check_docs():
     if missing: return 'these modules have no docs page: ' + ', '.join(missing)
     extra = sorted(p.relative_to(docs).as_posix() for p in docs.rglob('*.html') if p.relative_to(docs).as_posix() not in pages)
     if extra: return 'pages that no notebook makes: ' + ', '.join(extra)
-    broken = []
+    broken, ids = [], {}
     for page in docs.rglob('*.html'):
-        for href in re.findall(r'href="([^"#:?]+\.html)(?:#[^"]*)?"', page.read_text(errors='ignore')):
-            if not (page.parent/href).resolve().exists(): broken.append(f'{page.relative_to(docs)} -> {href}')
+        for href, anchor in re.findall(r'href="([^"#:?]*\.html|)(?:#([^"]*))?"', page.read_text(errors='ignore')):
+            target = (page.parent/href).resolve() if href else page
+            if not target.exists(): broken.append(f'{page.relative_to(docs)} -> {href}'); continue
+            if target not in ids: ids[target] = set(re.findall(r'\bid="([^"]+)"', target.read_text(errors='ignore')))
+            if anchor and anchor not in ids[target]: broken.append(f'{page.relative_to(docs)} -> {href}#{anchor}')
     if broken: return 'broken links in the docs: ' + ', '.join(sorted(set(broken))[:20])
     if warnings: return f'smalldocs printed {len(warnings)} warnings (see above): fix them at their cause'
     print(f'docs: {len(pages)} pages in _docs/, {len(exported)} modules documented, no broken link', flush=True)
