@@ -112,7 +112,26 @@ def page_names(proc):
         side.write_text(re.sub(r'(?m)(^\s*-\s+)(\S+\.ipynb)\s*$', lambda m: m.group(1) + renamed.get(m.group(2), m.group(2)), side.read_text()))
     return pages
 
+def mixed_import_cells():
+    "Cells that import and also run code: nbdev runs every cell with an import (nested ones too) to build the docs, and warns"
+    import ast
+    out = []
+    for nb in sorted((ROOT/'nbs').rglob('*.ipynb')):
+        if '.ipynb_checkpoints' in nb.parts: continue
+        for i, c in enumerate(json.loads(nb.read_text())['cells']):
+            src = ''.join(c['source'])
+            if c['cell_type'] != 'code' or 'nbdev_export()' in src: continue
+            if re.search(r'^#\|\s*(export|exports|exporti|exec_doc|eval:\s*false)\b', src, re.M | re.I): continue
+            try: nodes = list(ast.walk(ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!'))))))
+            except SyntaxError: continue
+            if any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in nodes) and any(isinstance(n, (ast.Expr, ast.Assign)) for n in nodes):
+                out.append(f'{nb.relative_to(ROOT)} cell {i}')
+    return out
+
 def check_docs():
+    mixed = mixed_import_cells()
+    if mixed: return ('these cells import and also run code; nbdev runs them to build the docs (and warns): give the imports '
+                      'a cell of their own, at the top level:\n  ' + '\n  '.join(mixed))
     shutil.rmtree(ROOT/'_proc', ignore_errors=True)
     # `--file_glob`: nbdev_proc_nbs passes an empty glob to the sidebar, which then lists nbdev.yml and styles.css as pages
     res = run(BIN/'nbdev_proc_nbs', '--file_glob', '*.ipynb', capture=True)
