@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: demo test install clean-venv docs
+.PHONY: demo test install clean-venv docs browser-test
 
 demo: $(STAMP)
 	$(BIN)/powerset-align demo --out runs/demo
@@ -18,6 +18,11 @@ test: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python tools/check.py --docs-only
+
+# Not part of `make test`: runs every notebook with a widget in JupyterLab in headless Chromium (Debian's chromium via
+# apt-get, playwright via pip, both installed on first use), moves each control, and opens every docs page.
+browser-test: $(STAMP)
+	$(BIN)/python tools/browser_test.py
 
 install: $(STAMP)
 

@@ -187,7 +187,7 @@ def bench_nla_fused(M:int=16, # regions
                 Se = S0[:exact_side, :exact_side].contiguous()
                 fns['exact'] = lambda: exact_similarity(Se, NL[:exact_side])
             r = {x['name']: x['ms'] / 1e3 for x in race(fns, rounds=rounds)}
-            row = dict(pairs=s * s, nla_us=1e6 * r['nla'] / s ** 2, matmul_us=1e6 * r['matmul'] / s ** 2 * ops / n ** 3 * 1.0)
+            row = dict(pairs=s * s, nla_us=1e6 * r['nla'] / s ** 2, matmul_us=1e6 * r['matmul'] * ops / n ** 3)   # the product's time per operation x NLA's operations per pair
             row['roofline_ratio'] = row['nla_us'] / row['matmul_us']
             if 'exact' in r: row['exact_us'] = 1e6 * r['exact'] / exact_side ** 2; row['speedup'] = row['exact_us'] / row['nla_us']
             curve.append(row)

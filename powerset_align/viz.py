@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['show_image', 'show_boxes', 'heat_grid', 'show_heatmap', 'heatmap_grid', 'plot_losses', 'plot_metrics', 'save_figure',
-           'explore_heatmaps']
+           'explore_heatmaps', 'keep_widget_figures']
 
 # %% ../nbs/50_viz.ipynb #c418e83b
 import math
@@ -191,3 +191,30 @@ def explore_heatmaps(image, # (3, H, W) float in [0, 1]
     w = W.interactive(draw, phrase=W.Dropdown(options=list(heats), description='phrase'))
     w.update()
     return w
+
+# %% ../nbs/50_viz.ipynb #30bf2fd0
+class _WidgetFigures:
+    "The last figure a cell drew, added to the output of a widget the cell displays as a static `image/png`."
+    def __init__(self): self.png = None
+    def reset(self, *_): self.png = None # a new cell starts
+    def hook(self, msg): # a kernel display hook: notes a figure and passes every message on unchanged
+        png = msg.get('content', {}).get('data', {}).get('image/png')
+        if png is not None: self.png = png
+        return msg
+    def bundle(self, w): # the widget's own output, plus the figure when the cell drew one
+        data = w._repr_mimebundle_()
+        if self.png is None or not data or 'application/vnd.jupyter.widget-view+json' not in data: return data
+        return {**data, 'image/png': self.png}
+
+def keep_widget_figures(): # True in a live kernel (JupyterLab, nbclient); False without one
+    "From now on, a widget a cell displays also carries the last figure the cell drew, so readers without a kernel see it."
+    import ipywidgets as W
+    from IPython import get_ipython
+    ip = get_ipython(); pub = getattr(ip, 'display_pub', None)
+    if getattr(ip, 'kernel', None) is None or not hasattr(pub, 'register_hook'): return False
+    if not isinstance(getattr(ip, '_widget_figures', None), _WidgetFigures):
+        ip._widget_figures = wf = _WidgetFigures()
+        ip.events.register('pre_run_cell', wf.reset)
+        pub.register_hook(wf.hook)
+        ip.display_formatter.mimebundle_formatter.for_type(W.DOMWidget, wf.bundle)
+    return True
