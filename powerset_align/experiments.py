@@ -174,8 +174,9 @@ SWEEP_KNOBS = {  # method -> (objective arguments set to the weight w, default g
 }
 SWEEP_FIXED = {'sparc': {'lambda_g': 1.0},          # CLIP's term at full weight: weight 0 is CLIP (the paper's 0.5 halves it)
                'grain': {'ic_source': 'encoder'}}   # GRAIN's contrastive term on the encoder's embedding: weight 0 is CLIP
-SWEEP_CRITERION = ('among the settings whose validation R@1 (mean of I→T and T→I, mean over seeds) is at least '
-                   '{keep:.0%} of CLIP\'s, the one with the highest mean of group_R@1 and pointing_acc; ties go to the smaller weight')
+SWEEP_CRITERION = ('among the method\'s weights other than CLIP\'s own (weight 0) whose validation R@1 (mean of I→T and T→I, '
+                   'mean over seeds) is at least {keep:.0%} of CLIP\'s, the one with the highest mean of group_R@1 and pointing_acc '
+                   '(ties: the smaller weight); if none keeps that much retrieval, the one with the highest R@1')
 
 def sweep_kwargs(method, # objective name
                  weight, # the loss weight (see SWEEP_KNOBS)
@@ -209,9 +210,11 @@ def _learning_curve(run, n, seed):
     final = dict(step=json.loads((Path(run) / 'config.json').read_text())['steps'], **val_metrics(model, tok, n, seed))
     return [r for r in rows if r['step'] != final['step']] + [final]
 
-def _select(rows, keep):
-    "Index of the chosen row of one method's settings (list of dicts with 'weight', 'R@1', 'group_R@1', 'pointing_acc'), given CLIP's R@1 floor `keep`."
-    ok = [i for i, r in enumerate(rows) if r['R@1'] >= keep] or [min(range(len(rows)), key=lambda i: rows[i]['weight'])]
+def _select(rows, floor, zero_is_clip=True):
+    "Index of the chosen row of one method's settings (dicts with 'weight', 'R@1', 'group_R@1', 'pointing_acc') by `SWEEP_CRITERION`, given the R@1 floor."
+    cand = [i for i, r in enumerate(rows) if not (zero_is_clip and r['weight'] == 0)] or list(range(len(rows)))
+    ok = [i for i in cand if rows[i]['R@1'] >= floor]
+    if not ok: return max(cand, key=lambda i: rows[i]['R@1'])
     return max(ok, key=lambda i: ((rows[i]['group_R@1'] + rows[i]['pointing_acc']) / 2, -rows[i]['weight']))
 
 def sweep(methods=('sparc', 'powerclip'), # methods swept (CLIP, the control, is always trained)
@@ -271,7 +274,7 @@ def sweep(methods=('sparc', 'powerclip'), # methods swept (CLIP, the control, is
     chosen = {'clip': next(r for r in rows if r['method'] == 'clip')}
     for m in methods:
         mr = [r for r in rows if r['method'] == m]
-        chosen[m] = mr[_select(mr, floor)]
+        chosen[m] = mr[_select(mr, floor, m != 'filip')]
     res = dict(criterion=SWEEP_CRITERION.format(keep=keep), keep=keep, r1_floor=floor, seeds=seeds, steps=steps, preset=preset,
                batch_size=batch_size, lr=lr, n_val=n_val, split='val', rows=rows, controls=controls,
                chosen={m: dict(weight=r['weight'], objective_kwargs=r['objective_kwargs'], **{k: r[k] for k in keys if k in r})
