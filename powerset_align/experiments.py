@@ -14,9 +14,9 @@ from .checkpoints import load_run
 
 
 # %% auto #0
-__all__ = ['DEMO_METHODS', 'ALL_METRICS', 'REPORT_TO', 'SWEEP_KNOBS', 'SWEEP_FIXED', 'SWEEP_CRITERION', 'VAL_METRICS',
-           'REPORT_SECTIONS', 'check_preset', 'train_run', 'eval_run', 'compare', 'sweep_kwargs', 'val_metrics',
-           'sweep', 'sweep_table', 'plot_tradeoff', 'plot_curves', 'demo']
+__all__ = ['DEMO_METHODS', 'ALL_METRICS', 'REPORT_TO', 'CALIBRATED', 'SWEEP_KNOBS', 'SWEEP_FIXED', 'SWEEP_CRITERION',
+           'VAL_METRICS', 'REPORT_SECTIONS', 'check_preset', 'train_run', 'eval_run', 'compare', 'sweep_kwargs',
+           'val_metrics', 'sweep', 'sweep_table', 'plot_tradeoff', 'plot_curves', 'demo']
 
 # %% ../nbs/52_experiments.ipynb #ed0889f1
 DEMO_METHODS = ('clip', 'sparc', 'powerclip')
@@ -108,6 +108,10 @@ def eval_run(run, # a run directory, a checkpoint file or folder, or a model fol
     save_results(res, out)
     return dict(res, path=str(out))
 
+# %% ../nbs/52_experiments.ipynb #89997f1c
+CALIBRATED = {'sparc': {'lambda_g': 1.0, 'lambda_f': 0.3}, 'powerclip': {'lam': 0.1}}   # chosen by `sweep` on the validation split
+
+
 # %% ../nbs/52_experiments.ipynb #23d50578
 def compare(methods=('clip', 'filip', 'sparc', 'powerclip'), # objective names (or a comma-separated string)
             seeds=3, # number of seeds per method (0, 1, ..., seeds-1)
@@ -122,6 +126,7 @@ def compare(methods=('clip', 'filip', 'sparc', 'powerclip'), # objective names (
             progress=True, # tqdm progress bars
             train_kw=None, # more `train.train` arguments
             reference=True, # also evaluate the untrained initial model of each seed (row 'untrained'), the floor every metric starts from
+            objective_kwargs=None, # {method: objective arguments}; None: CALIBRATED (the weights `sweep` chose)
            ) -> dict: # {'results': {method: [result per seed]}, 'histories', 'table': markdown, 'models', 'ceilings' (scenes)}
     "Train every method on the same data and budget for several seeds, evaluate, write the table (mean ± std) and plots."
     from powerset_align.evaluate import evaluate_model, results_table, save_results, summarize, metric_ceilings
@@ -142,7 +147,8 @@ def compare(methods=('clip', 'filip', 'sparc', 'powerclip'), # objective names (
         for s in range(seeds):
             t0 = time.perf_counter()
             model, tok, hist, obj = train_run(m, preset, data, steps, batch_size, lr, s, out / m / f'seed{s}', progress, pooling,
-                                             with_objective=True, **{'overwrite': True, **(train_kw or {})})   # compare owns out/<method>/seed<s>
+                                             with_objective=True, **{'overwrite': True, 'objective_kwargs': (CALIBRATED if objective_kwargs is None else objective_kwargs).get(m),
+                                                                     **(train_kw or {})})   # compare owns out/<method>/seed<s>
             t1 = time.perf_counter()
             r = evaluate_model(model, tok, data=data, n=n_eval, objective=obj, progress=progress)
             r['train_seconds'], r['eval_seconds'] = t1 - t0, time.perf_counter() - t1
