@@ -315,11 +315,12 @@ class DualEncoder(nn.Module):
     def forward(self, batch, # a `Batch` (or any object with .images, .input_ids, .attention_mask, ...)
                 descriptions:bool=False, # also encode batch.desc_ids -> desc_embeds
                 negatives:bool=False, # also encode batch.neg_ids -> neg_embeds
+                pack:bool=False, # with descriptions: captions and descriptions in one text-tower call (`encode_text_packed`)
                ) -> DualEncoderOutput:
         "Encode a batch into a `DualEncoderOutput`."
         img, patches = self.encode_image(batch.images)
         am = getattr(batch, 'attention_mask', None)
-        if descriptions and self.config.text_type == 'clip':   # captions and descriptions in one text-tower call
+        if descriptions and pack:   # captions and descriptions in one text-tower call
             am = torch.ones_like(batch.input_ids, dtype=torch.bool) if am is None else am
             txt, tokens, desc = self.encode_text_packed(batch.input_ids, am, batch.desc_ids, batch.desc_mask)
         else:
