@@ -782,20 +782,25 @@ def budget_select(select, # (B, M) bool: items that want a sampled interaction
                   cost, # (B, M): game evaluations each would take
                   budget=None, # at most this many evaluations in all (None: no bound)
                   generator=None):
-    "A random subset of `select` whose summed cost stays within `budget` (B, M) bool; with (B, M) `stream_keys` as the generator, over the global batch."
+    "A random subset of `select` whose summed cost stays within `budget` (B, M) bool: items in random order, each kept if it still fits; with (B, M) `stream_keys` as the generator, over the global batch."
     if budget is None: return select
+    def fits(idx, c): # items in order, each kept while the budget lasts (a few hundred at most)
+        keep, left = [], float(budget)
+        for j, cj in zip(idx.tolist(), c.tolist()):
+            if cj <= left: keep.append(j); left -= cj
+        return torch.tensor(keep, dtype=torch.long, device=select.device)
     if torch.is_tensor(generator):     # each item's priority from its stream; every rank orders the gathered items alike
         B = select.shape[0]
         sel, c, pri = all_gather_rows(select), all_gather_rows(cost), all_gather_rows(keyed_uniform(generator, salt=5))
         order = pri.flatten().argsort()
         idx = order[sel.flatten()[order]]
-        keep = idx[c.flatten()[idx].cumsum(0) <= budget]
+        keep = fits(idx, c.flatten()[idx])
         out = torch.zeros(sel.numel(), dtype=torch.bool, device=select.device)
         out[keep] = True
         return out.view_as(sel)[rank_offset(B):rank_offset(B) + B]
     idx = select.flatten().nonzero().flatten()
     idx = idx[torch.randperm(len(idx), generator=generator, device=idx.device)]
-    keep = idx[cost.flatten()[idx].cumsum(0) <= budget]
+    keep = fits(idx, cost.flatten()[idx])
     out = torch.zeros(select.numel(), dtype=torch.bool, device=select.device)
     out[keep] = True
     return out.view_as(select)
