@@ -315,14 +315,14 @@ def nla_t2(S0:Tensor, # leaf similarities (..., M, L)
     return _chunked(f, (S0, node_leaf, rv, nv), (2, 2, 1, 1), batch, chunk_size, checkpoint, S0.shape[-2], node_leaf.shape[-2])
 
 # %% ../nbs/10_powerset.ipynb #0457f0f0
-def _logsig_sum(a):
-    "sum over the last dim of log sigmoid(a) for a >= 0, in place on a: one log per 64 terms (each factor lies in [1/2, 1])."
+def _logsig_sum(a, dim):
+    "sum over `dim` of log sigmoid(a) for a >= 0, in place on a: one log per 64 terms (each factor lies in [1/2, 1])."
     a = a.clamp_max_(40.0).sigmoid_()                     # sigmoid(40) = 1 - 4e-18; no slow denormals further out
-    return sum(part.prod(-1).log_() for part in a.split(64, -1))
+    return sum(part.prod(dim).log_() for part in a.split(64, dim))
 
-def _softplus_rows(x, lin):
-    "sum_m softplus(x[..., k, m]) -> (..., K) from scaled scores x (..., K, M), consumed in place; lin = sum_m x."
-    return 0.5 * (lin + x.abs_().sum(-1)) - _logsig_sum(x)    # softplus(x) = (x + |x|)/2 - log sigmoid(|x|)
+def _softplus_rows(x, lin, dim):
+    "sum over the region dim `dim` of softplus(x) -> (..., K) from scaled scores x, consumed in place; lin = x.sum(dim)."
+    return 0.5 * (lin + x.abs_().sum(dim)) - _logsig_sum(x, dim)    # softplus(x) = (x + |x|)/2 - log sigmoid(|x|)
 
 def _nla_prep(S0, nl, rv, nv):
     "Float (>= 32 bit) copies of S0 and node_leaf with the invalid regions / nodes zeroed."
@@ -333,22 +333,35 @@ def _nla_prep(S0, nl, rv, nv):
     if nv is not None: nl = torch.where(nv[..., None], nl, 0.)
     return S0, nl
 
-def _nla_scores(S0, nl, scale):
-    "Scaled node scores with the regions as the fast axis: scale * s (..., K, M)."
-    return torch.matmul(nl * scale, S0.transpose(-1, -2))
+def _same_ndim(a, b):
+    "a and b with leading 1-dims added to the shorter one (einsum's ... then broadcasts like torch)."
+    if a.ndim < b.ndim: a = a.reshape((1,) * (b.ndim - a.ndim) + tuple(a.shape))
+    if b.ndim < a.ndim: b = b.reshape((1,) * (a.ndim - b.ndim) + tuple(b.shape))
+    return a, b
+
+def _nla_scores(S0, nl, scale, km):
+    "Scaled node scores scale * s, (..., K, M) if `km` (regions the fast axis) else (..., M, K); einsum batches the shared node_leaf without copying it per image."
+    S0, nl = _same_ndim(S0, nl)
+    return torch.einsum('...kl,...ml->...km' if km else '...kl,...ml->...mk', nl * scale, S0)
 
 def _nla_forward(S0, nl, rv, nv, tau, beta, zeta):
     "S-bar (...) from masked inputs, the (...) bool of non-empty problems, and the (..., K) node weights of T1's mean (nu) and T2's LSE (p)."
     M, K = S0.shape[-2], nl.shape[-2]
-    lin = torch.matmul(nl, S0.sum(-2)[..., None])[..., 0]             # sum_m s_mk (..., K)
+    km = M >= K                                                       # reduce over the longer axis contiguously
+    rd = -1 if km else -2                                             # the region dim of the scores
     ok = rv.any(-1) if rv is not None else torch.ones((), dtype=torch.bool, device=S0.device)
     if nv is not None: ok = ok & nv.any(-1)
-    sp1 = _softplus_rows(_nla_scores(S0, nl, 1.0 / tau), lin / tau)  # sum_m softplus(s_mk / tau), masked regions give log 2
-    n_inv = (M - rv.sum(-1)).to(lin.dtype)[..., None] if rv is not None else 0.
-    nu = nv.to(lin.dtype) / nv.sum(-1, keepdim=True).clamp_min(1).to(lin.dtype) if nv is not None else lin.new_full((K,), 1.0 / K)
+    x = _nla_scores(S0, nl, 1.0 / tau, km)
+    lin1 = x.sum(rd)                                                  # sum_m s_mk / tau (..., K)
+    sp1 = _softplus_rows(x, lin1, rd)                                     # sum_m softplus(s_mk / tau), masked regions give log 2
+    n_inv = (M - rv.sum(-1)).to(S0.dtype)[..., None] if rv is not None else 0.
+    nu = nv.to(S0.dtype) / nv.sum(-1, keepdim=True).clamp_min(1).to(S0.dtype) if nv is not None else S0.new_full((K,), 1.0 / K)
     t1 = tau * ((sp1 - n_inv * LOG2) * nu).sum(-1)
-    sp2 = sp1 if abs(beta * tau - 1.0) < 1e-12 else _softplus_rows(_nla_scores(S0, nl, beta), beta * lin)
-    u = (0.5 * (1.0 - zeta) * beta) * lin + zeta * (sp2 - M * LOG2)   # sum over valid m of Lambda_zeta(beta s_mk)
+    if abs(beta * tau - 1.0) < 1e-12: lin2, sp2 = lin1, sp1
+    else:
+        x = _nla_scores(S0, nl, beta, km)
+        lin2 = x.sum(rd); sp2 = _softplus_rows(x, lin2, rd)
+    u = (0.5 * (1.0 - zeta)) * lin2 + zeta * (sp2 - M * LOG2)         # sum over valid m of Lambda_zeta(beta s_mk)
     if nv is not None:
         u = torch.where(nv, u, -math.inf)                             # masked nodes leave the LSE
         u = torch.where(nv.any(-1, keepdim=True), u, 0.0)             # rows without a node stay finite
@@ -368,19 +381,21 @@ class _NLA(torch.autograd.Function):
     def backward(ctx, g):
         S0, nl, rv, nv, ok, nu, p = ctx.saved_tensors
         (tau, beta, zeta), (s0_shape, s0_dt, nl_shape, nl_dt) = ctx.args, ctx.shapes
+        km = S0.shape[-2] >= nl.shape[-2]
+        per_node = (lambda t: t[..., None]) if km else (lambda t: t[..., None, :])   # (..., K) weights against the scores
         g = torch.where(ok, g, 0.0).to(S0.dtype)[..., None]
         a, b = g * nu, g * (zeta * p)                                     # coefficients of sigmoid(s/tau) and of sigmoid(beta s)
-        sig = lambda scale: _nla_scores(S0, nl, scale).clamp_(-40.0, 40.0).sigmoid_()
-        if abs(beta * tau - 1.0) < 1e-12: ds = sig(1.0 / tau).mul_((a + b)[..., None])
-        else: ds = sig(1.0 / tau).mul_(a[..., None]).add_(sig(beta).mul_(b[..., None]))
-        if zeta < 1: ds = ds.add_((g * (0.5 * (1.0 - zeta)) * p)[..., None])      # d S-bar / d s^T (..., K, M)
+        sig = lambda scale: _nla_scores(S0, nl, scale, km).clamp_(-40.0, 40.0).sigmoid_()
+        if abs(beta * tau - 1.0) < 1e-12: ds = sig(1.0 / tau).mul_(per_node(a + b))
+        else: ds = sig(1.0 / tau).mul_(per_node(a)).add_(sig(beta).mul_(per_node(b)))
+        if zeta < 1: ds = ds.add_(per_node(g * (0.5 * (1.0 - zeta)) * p))        # d S-bar / d s, laid out as the scores
         gS0 = gnl = None
         if ctx.needs_input_grad[0]:
-            gS0 = torch.matmul(ds.transpose(-1, -2), nl)
+            gS0 = torch.einsum('...km,...kl->...ml' if km else '...mk,...kl->...ml', *_same_ndim(ds, nl))
             if rv is not None: gS0 = torch.where(rv[..., None], gS0, 0.)
             gS0 = gS0.sum_to_size(s0_shape).to(s0_dt)
         if ctx.needs_input_grad[1]:
-            gnl = torch.matmul(ds, S0)
+            gnl = torch.einsum('...km,...ml->...kl' if km else '...mk,...ml->...kl', *_same_ndim(ds, S0))
             if nv is not None: gnl = torch.where(nv[..., None], gnl, 0.)
             gnl = gnl.sum_to_size(nl_shape).to(nl_dt)
         return gS0, gnl, None, None, None, None, None
@@ -479,7 +494,7 @@ def ops_per_pair(M:int, # regions
     "Operations per pair, each multiply-add, comparison and activation counted once: exact Q-bar vs NLA S-bar."
     layer1 = M * L * K                                   # shared: s = S0 node_leaf^T
     exact = layer1 + 2 ** M * K * M + 2 * 2 ** M * K    # every subset sum, then a max over subsets and one over nodes
-    nla = layer1 + L * K + 2 * M * K + 2 * K             # sum_m s = (sum_m S0) node_leaf^T, one softplus and one |s| per (m, B), layer 3
+    nla = layer1 + 2 * M * K + 2 * K                     # one softplus and one linear term per (m, B), then layer 3
     return exact, nla
 
 
