@@ -16,7 +16,7 @@ from .tokenizers import WordTokenizer, load_tokenizer
 from safetensors import SafetensorError
 from .distributed import seed_everything, dist_info, setup_distributed, resolve_device
 from .checkpoints import list_checkpoints, atomic_save, load_checkpoint, load_run, rng_state, set_rng_state, CHECKPOINT_VERSION, model_dir, find_tokenizer
-from .methods import valid_methods, build_objective
+from .methods import valid_methods, build_objective, objective_class
 from fastcore.basics import patch
 
 # %% auto #0
@@ -585,7 +585,8 @@ def train(method:str='clip', # objective name (see objectives.OBJECTIVES: clip, 
                 raise ValueError(f"tokenizer: {tok_src} has {tok.vocab_size} tokens, more than the {model.config.vocab_size} "
                                  f"of the pretrained model's text tower; use the model's own tokenizer")
         else:
-            model = build_model(preset, tokenizer=tok, image_size=image_size, pooling=pooling or 'avg', seed=seed, **(model_kwargs or {}))
+            kw = {**objective_class(method).model_defaults, **(model_kwargs or {})}   # e.g. SPARC's decoupled global head
+            model = build_model(preset, tokenizer=tok, image_size=image_size, pooling=pooling or 'avg', seed=seed, **kw)
         if grad_checkpointing: model.set_grad_checkpointing(True)
         objective = build_objective(method, model, **(objective_kwargs or {}))
         needs = set(getattr(objective, 'needs', set()) or set())
