@@ -14,9 +14,9 @@ from .checkpoints import load_run
 
 
 # %% auto #0
-__all__ = ['DEMO_METHODS', 'ALL_METRICS', 'REPORT_TO', 'CALIBRATED', 'SWEEP_KNOBS', 'SWEEP_FIXED', 'SWEEP_CRITERION',
-           'VAL_METRICS', 'REPORT_SECTIONS', 'check_preset', 'train_run', 'eval_run', 'compare', 'sweep_kwargs',
-           'val_metrics', 'sweep', 'sweep_table', 'plot_tradeoff', 'plot_curves', 'demo']
+__all__ = ['DEMO_METHODS', 'ALL_METRICS', 'REPORT_TO', 'CALIBRATED', 'SWEEP_KNOBS', 'SWEEP_FIXED', 'SWEEP_MODEL',
+           'SWEEP_CRITERION', 'VAL_METRICS', 'REPORT_SECTIONS', 'check_preset', 'train_run', 'eval_run', 'compare',
+           'sweep_kwargs', 'val_metrics', 'sweep', 'sweep_table', 'plot_tradeoff', 'plot_curves', 'demo']
 
 # %% ../nbs/52_experiments.ipynb #ed0889f1
 DEMO_METHODS = ('clip', 'sparc', 'powerclip')
@@ -180,6 +180,7 @@ SWEEP_KNOBS = {  # method -> (objective arguments set to the weight w, default g
 }
 SWEEP_FIXED = {'sparc': {'lambda_g': 1.0},          # CLIP's term at full weight: weight 0 is CLIP (the paper's 0.5 halves it)
                'grain': {'ic_source': 'encoder'}}   # GRAIN's contrastive term on the encoder's embedding: weight 0 is CLIP
+SWEEP_MODEL = {'sparc': {'global_head': 'linear'}}   # CLIP's global head (SPARC's own default, 'mlp', changes the model)
 SWEEP_CRITERION = ('among the method\'s weights other than CLIP\'s own (weight 0) whose validation R@1 (mean of I→T and T→I, '
                    'mean over seeds) is at least {keep:.0%} of CLIP\'s, the one with the highest mean of group_R@1 and pointing_acc '
                    '(ties: the smaller weight); if none keeps that much retrieval, the one with the highest R@1')
@@ -249,12 +250,13 @@ def sweep(methods=('sparc', 'powerclip'), # methods swept (CLIP, the control, is
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     def run(m, w, s):
         d = out / m / f'w{w:g}' / f'seed{s}'
-        kw = sweep_kwargs(m, w)
+        kw, mk = sweep_kwargs(m, w), SWEEP_MODEL.get(m, {})
         cfg = json.loads((d / 'config.json').read_text()) if (d / 'config.json').exists() else {}
         same = (d / 'model').exists() and all(cfg.get(k) == v for k, v in dict(method=m, steps=steps, batch_size=batch_size, lr=lr,
-                                                                                   seed=s, preset=preset, objective_kwargs=kw).items())
+                                                                                   seed=s, preset=preset, objective_kwargs=kw,
+                                                                                   model_kwargs=mk).items())
         if not same:
-            train_run(m, preset, 'scenes', steps, batch_size, lr, s, d, progress, objective_kwargs=kw,
+            train_run(m, preset, 'scenes', steps, batch_size, lr, s, d, progress, objective_kwargs=kw, model_kwargs=mk,
                       save_every=curve_every or None, keep_last=max(1, steps // max(1, curve_every)) + 1,
                       **{'overwrite': True, **(train_kw or {})})                 # the sweep owns its run folders
         if not (d / 'curve.json').exists() or not same:
