@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['show_image', 'show_boxes', 'heat_grid', 'show_heatmap', 'heatmap_grid', 'plot_losses', 'plot_metrics', 'save_figure',
-           'explore_heatmaps', 'keep_widget_figures']
+           'keep_widget_figures', 'explore_heatmaps']
 
 # %% ../nbs/50_viz.ipynb #c418e83b
 import math
@@ -170,28 +170,6 @@ def save_figure(fig_or_ax, # a Figure or an Axes
     fig.savefig(path, dpi=dpi, bbox_inches='tight'); plt.close(fig)
     return path
 
-# %% ../nbs/50_viz.ipynb #b7f6a4f1
-def explore_heatmaps(image, # (3, H, W) float in [0, 1]
-                     heats, # {label: (P,) heat map} (e.g. one per phrase or token)
-                     boxes=None, # optional {label: (4,) xyxy box} (e.g. the region each phrase picks)
-                     gt_boxes=None, # optional {label: (4,) xyxy ground-truth box}
-                     cmap='inferno', # matplotlib colour map ('coolwarm' for signed maps)
-                     symmetric=False, # centre each map's colour scale on 0 (signed maps)
-                    ): # an `ipywidgets.interactive`; `.children[0]` is the dropdown, `.result` the label drawn
-    "Dropdown widget showing one phrase's patch heat map over the image."
-    import ipywidgets as W
-    import matplotlib.pyplot as plt
-    if not heats: raise ValueError("heats: expected at least one {label: heat map}, got an empty dict")
-    def draw(phrase):
-        h = torch.as_tensor(heats[phrase]).float(); m = h.abs().max().item() or 1.
-        lim = dict(vmin=-m, vmax=m) if symmetric else {}
-        ax = show_heatmap(image, h, title=phrase, box=(boxes or {}).get(phrase), gt_box=(gt_boxes or {}).get(phrase), cmap=cmap, **lim)
-        plt.show()
-        return phrase
-    w = W.interactive(draw, phrase=W.Dropdown(options=list(heats), description='phrase'))
-    w.update()
-    return w
-
 # %% ../nbs/50_viz.ipynb #30bf2fd0
 class _WidgetFigures:
     "The last figure a cell drew, added to the output of a widget the cell displays as a static `image/png`."
@@ -218,3 +196,25 @@ def keep_widget_figures(): # True in a live kernel (JupyterLab, nbclient); False
         pub.register_hook(wf.hook)
         ip.display_formatter.mimebundle_formatter.for_type(W.DOMWidget, wf.bundle)
     return True
+
+# %% ../nbs/50_viz.ipynb #b7f6a4f1
+def explore_heatmaps(image, # (3, H, W) float in [0, 1]
+                     heats, # {label: (P,) heat map} (e.g. one per phrase or token)
+                     boxes=None, # optional {label: (4,) xyxy box} (e.g. the region each phrase picks)
+                     gt_boxes=None, # optional {label: (4,) xyxy ground-truth box}
+                     cmap='inferno', # matplotlib colour map ('coolwarm' for signed maps)
+                     symmetric=False, # centre each map's colour scale on 0 (signed maps)
+                    ): # an `ipywidgets.interactive`; `.children[0]` is the dropdown, `.result` the label drawn
+    "Dropdown widget showing one phrase's patch heat map over the image."
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+    if not heats: raise ValueError("heats: expected at least one {label: heat map}, got an empty dict")
+    def draw(phrase):
+        h = torch.as_tensor(heats[phrase]).float(); m = h.abs().max().item() or 1.
+        lim = dict(vmin=-m, vmax=m) if symmetric else {}
+        ax = show_heatmap(image, h, title=phrase, box=(boxes or {}).get(phrase), gt_box=(gt_boxes or {}).get(phrase), cmap=cmap, **lim)
+        plt.show()
+        return phrase
+    w = W.interactive(draw, phrase=W.Dropdown(options=list(heats), description='phrase'))
+    w.update()
+    return w
