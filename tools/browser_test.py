@@ -247,8 +247,10 @@ def run_notebook(page, lab, copy, timeout):
         new Promise(r => setTimeout(() => r('timeout'), {timeout * 1000}))])""")
     page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'",
                            timeout=timeout * 1000)
-    errs = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
-        .map(e => e.innerText).filter(t => /Traceback|Error/.test(t)).map(t => t.slice(0, 400))""")
+    errs = page.evaluate("""() => { const m = window.jupyterapp.shell.currentWidget.content.model, out = [];
+        for (let i = 0; i < m.cells.length; i++) { const c = m.cells.get(i);
+            if (c.type === 'code') for (const o of c.outputs.toJSON()) if (o.output_type === 'error') out.push(`cell ${i}: ${o.ename}: ${o.evalue}`.slice(0, 400)) }
+        return out }""")
     problems = [f'a cell failed: {e}' for e in errs]
     if ok == 'timeout': problems.append(f'the notebook did not finish within {timeout} s')
     elif ok is False and not problems: problems.append('run-all-cells reported a failure')
