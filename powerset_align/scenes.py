@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-import hashlib, os, pickle, shutil
+import hashlib, os, shutil
 import numpy as np
 import torch
 from .phrases import PhraseTree
@@ -448,7 +448,7 @@ def binding_swaps(scene:Scene, # a generated scene
 _U8 = np.arange(256, dtype=np.float32) / 255     # uint8 -> the float32 value render_objects produces (exactly)
 
 def _pack_shard(scenes, path):
-    "Write scenes as one shard directory: images uint8, masks bit-packed, boxes, and each scene's other fields pickled."
+    "Write scenes as one shard directory: images uint8, masks bit-packed, boxes, and each scene's other fields as plain data (no pickle)."
     from dataclasses import fields
     tmp = Path(f'{path}.tmp{os.getpid()}'); tmp.mkdir(parents=True, exist_ok=True)
     np.save(tmp / 'images.npy', np.stack([np.rint(s.image.numpy() * 255).astype(np.uint8) for s in scenes]))
@@ -456,7 +456,8 @@ def _pack_shard(scenes, path):
     np.save(tmp / 'masks.npy', np.packbits(np.concatenate([s.masks.numpy() for s in scenes]), axis=-1))
     np.save(tmp / 'boxes.npy', np.concatenate([s.boxes.numpy() for s in scenes]))
     meta = [{f.name: getattr(s, f.name) for f in fields(Scene) if f.name not in ('image', 'masks', 'boxes')} for s in scenes]
-    (tmp / 'meta.pkl').write_bytes(pickle.dumps(meta, protocol=5))
+    for m in meta: m['tree'] = vars(m['tree']).copy()           # PhraseTree -> its fields: plain lists and strings
+    torch.save(meta, tmp / 'meta.pt')
     try: os.replace(tmp, path)
     except OSError: shutil.rmtree(tmp, ignore_errors=True)   # another process wrote the same shard first: same content
 
@@ -510,7 +511,9 @@ class SceneStore:
             if not p.exists(): self._make(k)
             if len(self._open) >= 8: self._open.pop(next(iter(self._open)))
             self._open[k] = {a: np.load(p / f'{a}.npy') for a in ('images', 'objects', 'masks', 'boxes')}
-            self._open[k]['meta'] = pickle.loads((p / 'meta.pkl').read_bytes())
+            meta = torch.load(p / 'meta.pt', weights_only=True)     # a store directory may come from elsewhere: never unpickle it
+            for m in meta: m['tree'] = PhraseTree(**m['tree'])
+            self._open[k]['meta'] = meta
         return self._open[k]
 
     def __getitem__(self, i:int): return self.__getitems__([i])[0]
