@@ -6,11 +6,11 @@
 __all__ = ['POINTING_TOLERANCE', 'STOP_WORDS', 'SUITE_SEEDS', 'SCENE_TASKS', 'MACRO', 'TASKS', 'HEADLINE', 'recall_at_k',
            'retrieval_metrics', 'zero_shot_accuracy', 'hard_negative_accuracy', 'heatmap_to_box', 'grounding_accuracy',
            'pointing_hits', 'pointing_accuracy', 'phrase_heatmaps', 'heatmap_mask', 'mask_grounding_hits',
-           'box_grounding_acc', 'bootstrap_metrics', 'tokenize', 'encode_texts', 'zero_shot_classifier',
+           'box_grounding_acc', 'bootstrap_metrics', 'model_device', 'tokenize', 'encode_texts', 'zero_shot_classifier',
            'word_token_mask', 'encode_rows', 'content_token_mask', 'SceneSuite', 'scene_suite', 'patch_coverage',
            'PerfectScorer', 'BagOfWordsScorer', 'ChanceScorer', 'ModelScorer', 'scene_tables', 'metric_ceilings',
-           'ceiling_table', 'evaluate_model', 'model_device', 'token_patch_maps', 'phrase_regions', 'summarize',
-           'results_table', 'save_results']
+           'ceiling_table', 'evaluate_model', 'token_patch_maps', 'phrase_regions', 'summarize', 'results_table',
+           'save_results']
 
 # %% ../nbs/41_evaluate.ipynb #636b86eb
 import json, math
@@ -303,6 +303,10 @@ def bootstrap_metrics(tables, # {metric: (U,) per-unit values (NaN: no item), or
     return vals, ints
 
 # %% ../nbs/41_evaluate.ipynb #a520c309
+def model_device(model): # a module with parameters (or anything else: the CPU)
+    "The device of `model`'s first parameter."
+    return next(model.parameters()).device if hasattr(model, 'parameters') else torch.device('cpu')
+
 def tokenize(tokenizer, # the built-in `WordTokenizer` (called as tokenizer(texts, max_length)) or a Hugging Face tokenizer
              texts, # list of N strings
              max_length=32, # longest token sequence kept
@@ -322,7 +326,7 @@ def encode_texts(model, # a dual encoder with `encode_text(input_ids, attention_
                  max_length=32, # longest token sequence kept
                 ): # (N, D) L2-normalised text embeddings
     "Global embeddings (N, D) of a list of texts, batched."
-    dev = next(model.parameters()).device if hasattr(model, 'parameters') else torch.device('cpu')
+    dev = model_device(model)
     outs = []
     for i in range(0, len(texts), batch_size):
         ids, mask = tokenize(tokenizer, texts[i:i + batch_size], max_length)
@@ -499,7 +503,7 @@ class ModelScorer:
                 ):
         if query not in ('content', 'words', 'global'): raise ValueError(f"query: expected 'content', 'words' or 'global', got {query!r}")
         self.model, self.tok, self.query, self.boxer, self.max_length, self.bs = model, tokenizer, query, boxer, max_length, batch_size
-        self.dev = next(model.parameters()).device if hasattr(model, 'parameters') else torch.device('cpu')
+        self.dev = model_device(model)
         self.size = getattr(getattr(model, 'config', None), 'image_size', None)
         self.img, self.txt = {}, {}
     @torch.no_grad()
@@ -662,7 +666,7 @@ def _boxer(model, objective):
 def _loader_tables(model, tokenizer, loader, tasks, class_names, templates, max_length, boxer, progress):
     "Per-unit tables from any loader of `Batch`es: retrieval by paired captions, zero-shot by labels, hard negatives and grounding when present."
     from tqdm import tqdm
-    dev = next(model.parameters()).device if hasattr(model, 'parameters') else torch.device('cpu')
+    dev = model_device(model)
     img, txt, labels, keys, key_index, hn, pts, grs, bxs, cnts = [], [], [], [], {}, [], [], [], [], []
     seen = 0
     for b in tqdm(loader, disable=not progress, desc='evaluate', leave=False):
@@ -763,8 +767,6 @@ def evaluate_model(model, # dual encoder: encode_image(images) -> (image_embeds,
     return {**vals, 'intervals': {k: list(v) for k, v in ints.items()}, 'sizes': sizes}
 
 # %% ../nbs/41_evaluate.ipynb #43fa22c3
-def model_device(model): return next(model.parameters()).device if hasattr(model, 'parameters') else torch.device('cpu')
-
 @torch.no_grad()
 def token_patch_maps(model, # a dual encoder
                      tokenizer, # see `tokenize`
