@@ -322,7 +322,6 @@ def bench_loupe_grain(batch_size:int=64, # B
     "Forward+backward time of clip vs grain vs loupe: loss only on the same embeddings, and full model steps; list of dicts (level, name, ms, ratio)."
     from types import SimpleNamespace
     from powerset_align.loupe import LoupeObjective
-    sync = (lambda: torch.cuda.synchronize()) if str(device).startswith('cuda') else (lambda: None)
     def objectives(D):
         torch.manual_seed(seed)
         objs = {'clip': None, 'grain': GrainObjective(embed_dim=D, **(grain_config or {})).to(device)}
@@ -405,21 +404,14 @@ def bench_train_steps(presets=('tiny',), # model presets to time
                              batch_size=batch_size, device=device, progress=False)
         dev = trs['clip'].device
         batch = batch_to(batch, dev)
-        sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
         clk = clock or ('cpu' if dev.type == 'cpu' else 'wall')
-        now = time.process_time if clk == 'cpu' else time.perf_counter
         for m in methods:
             for _ in range(warmup_steps): trs[m].train_step([batch])
-        times = {m: [] for m in methods}
-        for r in range(steps):
-            for m in methods[r % len(methods):] + methods[:r % len(methods)]:    # rotate: no method always follows the same one
-                sync(); t0 = now(); trs[m].train_step([batch]); sync()
-                times[m].append(now() - t0)
-        ref = float(np.median(times['clip']))
+        ms = {r['name']: r['ms'] for r in race({m: (lambda tr=trs[m]: tr.train_step([batch])) for m in methods}, rounds=steps,
+                                              min_time=0, stat='median', warmup=False, clock=clk, rotate=True)}
         for m in methods:
-            t = float(np.median(times[m]))
-            rows.append(dict(preset=preset, method=m, batch_size=batch_size, clock=clk, ms_per_step=1e3 * t,
-                             samples_per_s=batch_size / t, ratio_vs_clip=t / ref))
+            rows.append(dict(preset=preset, method=m, batch_size=batch_size, clock=clk, ms_per_step=ms[m],
+                             samples_per_s=batch_size / (ms[m] / 1e3), ratio_vs_clip=ms[m] / ms['clip']))
     return rows
 
 # %% ../nbs/55_bench.ipynb #fdde187e

@@ -22,13 +22,15 @@ def one_thread():
 def _sync():
     if torch.cuda.is_available() and torch.cuda.is_initialized(): torch.cuda.synchronize()
 
-def _per_call(fn, min_time):
-    "Seconds per call of fn(), looping until at least `min_time` has passed (CUDA work included)."
-    n, t0 = 0, time.perf_counter()
+_CLOCKS = {'wall': time.perf_counter, 'cpu': time.process_time}
+
+def _per_call(fn, min_time, now=time.perf_counter):
+    "Seconds per call of fn() on clock `now`, looping until at least `min_time` has passed (CUDA work included)."
+    n, t0 = 0, now()
     while True:
         fn(); n += 1
         _sync()
-        dt = time.perf_counter() - t0
+        dt = now() - t0
         if dt >= min_time: return dt / n
 
 def race(fns, # {name: callable} or a list of callables (named f0, f1, ...); the first is the reference of `ratio`
@@ -36,19 +38,24 @@ def race(fns, # {name: callable} or a list of callables (named f0, f1, ...); the
          min_time:float=0.05, # seconds each timing loops for at least (short calls are repeated)
          stat:str='min', # 'min' (best round: least disturbed by other load) or 'median'
          warmup:bool=True, # call each function once before timing (compilation, caches, allocator)
+         clock:str='wall', # 'wall' (perf_counter) or 'cpu' (this process's CPU time: steadier on a shared machine, CPU work only)
+         rotate:bool=False, # start each round with the next function, so that none always runs right after the same one
         ) -> list: # one row per function: dict(name, ms, ratio, stat, clock)
     "Time callables in interleaved rounds, so that all of them see the same machine load; ratios are to the first."
     if not isinstance(fns, dict): fns = {f'f{i}': f for i, f in enumerate(fns)}
     if not fns: raise ValueError("fns: expected at least one callable, got none")
     if stat not in ('min', 'median'): raise ValueError(f"stat: expected 'min' or 'median', got {stat!r}")
     if rounds < 1: raise ValueError(f"rounds: expected >= 1, got {rounds}")
+    if clock not in _CLOCKS: raise ValueError(f"clock: expected one of {list(_CLOCKS)}, got {clock!r}")
     if warmup:
         for f in fns.values(): f()
         _sync()
     times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items(): times[k].append(_per_call(f, min_time))
+    order = list(fns)
+    for r in range(rounds):
+        s = r % len(order) if rotate else 0
+        for k in order[s:] + order[:s]: times[k].append(_per_call(fns[k], min_time, _CLOCKS[clock]))
     agg = min if stat == 'min' else statistics.median
     ms = {k: 1e3 * agg(v) for k, v in times.items()}
     ref = next(iter(ms.values()))
-    return [dict(name=k, ms=v, ratio=v / ref, stat=stat, clock='wall') for k, v in ms.items()]
+    return [dict(name=k, ms=v, ratio=v / ref, stat=stat, clock=clock) for k, v in ms.items()]
