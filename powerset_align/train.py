@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_train.ipynb #ccf3b794
 from __future__ import annotations
-import csv, glob, inspect, json, math, os, random, shutil, sys, tempfile, time, warnings
+import csv, glob, inspect, json, math, os, random, shutil, signal, sys, tempfile, threading, time, warnings
 from contextlib import nullcontext
 from dataclasses import fields, is_dataclass, replace
 import numpy as np
@@ -22,7 +22,8 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['SCHEDULES', 'StepSampler', 'step_loader', 'batch_to', 'batch_size_of', 'slice_batch', 'warmup_steps',
            'make_scheduler', 'make_optimizer', 'NonFiniteLossError', 'TrainingError', 'Trainer', 'read_log',
-           'check_data', 'write_run_yaml', 'check_out', 'train', 'probe_batch', 'grad_probe', 'ddp_check']
+           'StopRequest', 'check_data', 'write_run_yaml', 'check_out', 'train', 'probe_batch', 'grad_probe',
+           'ddp_check']
 
 # %% ../nbs/40_train.ipynb #dbf0e298
 class StepSampler(torch.utils.data.Sampler):
@@ -360,6 +361,32 @@ def evaluate_now(self:Trainer) -> dict|None:
     return res
 
 
+# %% ../nbs/40_train.ipynb #15fe4836
+class StopRequest:
+    "While training, the first Ctrl-C (SIGINT) or SIGTERM asks to stop after the current step; a second Ctrl-C stops at once."
+    def __init__(self): self.signal, self._old = None, {}
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():   # handlers can only be installed there
+            for s in (signal.SIGINT, signal.SIGTERM): self._old[s] = signal.signal(s, self._handle)
+        return self
+    def _handle(self, signum, frame):
+        if self.signal == signal.SIGINT and signum == signal.SIGINT: raise KeyboardInterrupt
+        self.signal = signum
+    def __exit__(self, *exc):
+        for s, h in self._old.items(): signal.signal(s, h if h is not None else signal.SIG_DFL)
+        self._old = {}
+
+
+# %% ../nbs/40_train.ipynb #a910f8bc
+@patch
+def _stop_requested(self:Trainer, stop:StopRequest) -> bool:
+    "Whether any rank was asked to stop (all ranks agree, so they stop after the same step)."
+    if self.world == 1: return stop.signal is not None
+    flag = torch.tensor([float(stop.signal is not None)], device=self.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 # %% ../nbs/40_train.ipynb #d5aa0306
 @patch
 def fit(self:Trainer, stop_at:int|None=None, # stop (with a checkpoint) after this step, as if interrupted; None: run to `steps`
@@ -378,29 +405,32 @@ def fit(self:Trainer, stop_at:int|None=None, # stop (with a checkpoint) after th
         from tqdm.auto import tqdm
         bar = tqdm(total=end, initial=self.step, desc='train', dynamic_ncols=True)
     t0, n0 = time.perf_counter(), self.step
-    try:
-        while self.step < end:
-            try: batches = [next(it) for _ in range(self.accum)]
-            except (ValueError, OSError) as e:    # a record found bad only now (a stream, or a file changed since): keep what was saved
-                last = list_checkpoints(self.out) if self.out else []
-                raise TrainingError(f"data error at step {self.step + 1}: {e}. Last good checkpoint: {last[-1] if last else 'none'}"
-                                    + (" (continue with resume)" if last else '')) from e
-            logs = self.train_step(batches)
-            if bar is not None: bar.update(1); bar.set_postfix(loss=f"{logs['loss']:.4f}")
-            if self.step % self.log_every == 0 or self.step == end:
-                dt = time.perf_counter() - t0
-                row = dict(step=self.step, samples=self.samples, **logs,
-                           samples_per_s=(self.step - n0) * self.batch_size / max(dt, 1e-9))
-                self.history.append(row); self._log(row)
-            if self.eval_every and self.step % self.eval_every == 0 and self.step < end: self.evaluate_now()
-            if self.step % self.save_every == 0 and self.step < end: self.save_checkpoint()
-        self.save_checkpoint()
-        if self.eval_fn is not None and (stop_at is None or self.step >= self.steps): self.evaluate_now()
-    finally:
-        if bar is not None: bar.close()
-        if self._tb is not None: self._tb.flush()
+    with StopRequest() as stop:
+        try:
+            while self.step < end:
+                try: batches = [next(it) for _ in range(self.accum)]
+                except (ValueError, OSError) as e:    # a record found bad only now (a stream, or a file changed since): keep what was saved
+                    last = list_checkpoints(self.out) if self.out else []
+                    raise TrainingError(f"data error at step {self.step + 1}: {e}. Last good checkpoint: {last[-1] if last else 'none'}"
+                                        + (" (continue with resume)" if last else '')) from e
+                logs = self.train_step(batches)
+                if bar is not None: bar.update(1); bar.set_postfix(loss=f"{logs['loss']:.4f}")
+                if self.step % self.log_every == 0 or self.step == end:
+                    dt = time.perf_counter() - t0
+                    row = dict(step=self.step, samples=self.samples, **logs,
+                               samples_per_s=(self.step - n0) * self.batch_size / max(dt, 1e-9))
+                    self.history.append(row); self._log(row)
+                if self.eval_every and self.step % self.eval_every == 0 and self.step < end: self.evaluate_now()
+                if self.step % self.save_every == 0 and self.step < end: self.save_checkpoint()
+                if self._stop_requested(stop) and self.step < end:
+                    path = self.save_checkpoint()
+                    raise KeyboardInterrupt(f"stopped after step {self.step}" + (f"; checkpoint {path} (continue with resume)" if path else ''))
+            self.save_checkpoint()
+            if self.eval_fn is not None and (stop_at is None or self.step >= self.steps): self.evaluate_now()
+        finally:
+            if bar is not None: bar.close()
+            if self._tb is not None: self._tb.flush()
     return self
-
 
 # %% ../nbs/40_train.ipynb #38062fd8
 def check_data(data): # 'scenes', a dataset object, or a path / glob / URL of data
