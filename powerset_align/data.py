@@ -354,6 +354,28 @@ class WebDatasetCaptions(torch.utils.data.IterableDataset, _Skipper):
             if out is not None: yield out
         self._report(f"webdataset {self.urls if isinstance(self.urls, str) else len(self.urls)} shard(s)")
 
+    def texts(self) -> list[str]:
+        "Every caption and box description in local shards, read from their .txt/.json members only (images are skipped, not read)."
+        import tarfile
+        from webdataset.shardlists import expand_urls
+        urls = [u for x in ([self.urls] if isinstance(self.urls, str) else self.urls) for u in expand_urls(str(x))]
+        if remote := [u for u in urls if not os.path.isfile(u)]:
+            raise ValueError(f"tokenizer: a vocabulary is read from local shards, and {remote[0]!r} is not a local file; "
+                             f"pass a tokenizer ('words', a WordTokenizer JSON file or a local Hugging Face tokenizer folder)")
+        out = []
+        for u in urls:
+            with tarfile.open(u) as tf:
+                for m in tf:
+                    ext = m.name.rsplit('.', 1)[-1]
+                    if not m.isfile() or ext not in _TXT_EXT: continue
+                    data = tf.extractfile(m).read()
+                    if ext == 'txt': out.append(data.decode('utf-8', 'replace').strip()); continue
+                    try: row = json.loads(data)
+                    except (json.JSONDecodeError, UnicodeDecodeError): continue    # reported when the sample is read
+                    if isinstance(row, dict):
+                        out += [t for t in [row.get('caption'), *(row.get('descriptions') or [])] if isinstance(t, str)]
+        return out
+
 # %% ../nbs/23_data.ipynb #053077ed
 _SPLIT_BASE = dict(train=0, val=1 << 40, test=2 << 40, compositional=3 << 40)
 _SPLIT_GEN = dict(train='train', val='test', test='test', compositional='compositional')  # scenes' own split streams
@@ -598,10 +620,11 @@ def open_dataset(data, # a CSV/TSV/JSONL file, a COCO captions JSON, webdataset 
     return _dataset_for(data, split, seed, 1, skip_bad, 0, None, image_root, instances_file, None, columns, check_images)
 
 def dataset_captions(ds) -> list[str]:
-    "Every text of a caption-file or COCO dataset (captions, box descriptions or categories), e.g. to build a vocabulary."
+    "Every text of a caption-file, COCO or local webdataset (captions, box descriptions or categories), e.g. to build a vocabulary."
     if isinstance(ds, CaptionFileDataset): return [t for r in ds.records for t in [r['caption'], *(r['descriptions'] or [])]]
     if isinstance(ds, CocoCaptions): return [r[1] for r in ds.records] + sorted({c for bx in ds.boxes.values() for _, c in bx})
-    raise ValueError(f"tokenizer: a vocabulary is built from a CSV/TSV/JSONL or COCO captions file, not from {type(ds).__name__}; "
+    if isinstance(ds, WebDatasetCaptions): return ds.texts()
+    raise ValueError(f"tokenizer: a vocabulary is built from a CSV/TSV/JSONL file, COCO captions or local .tar shards, not from {type(ds).__name__}; "
                      f"pass a tokenizer ('words', a WordTokenizer JSON file or a local Hugging Face tokenizer folder)")
 
 def make_loader(data='scenes', # 'scenes', a path (CSV/TSV/JSONL, COCO JSON, .tar shards) or a Dataset of sample dicts

@@ -361,7 +361,7 @@ def evaluate_now(self:Trainer) -> dict|None:
     return res
 
 
-# %% ../nbs/40_train.ipynb #15fe4836
+# %% ../nbs/40_train.ipynb #76e1b88b
 class StopRequest:
     "While training, the first Ctrl-C (SIGINT) or SIGTERM asks to stop after the current step; a second Ctrl-C stops at once."
     def __init__(self): self.signal, self._old = None, {}
@@ -377,7 +377,7 @@ class StopRequest:
         self._old = {}
 
 
-# %% ../nbs/40_train.ipynb #a910f8bc
+# %% ../nbs/40_train.ipynb #a4a91fdc
 @patch
 def _stop_requested(self:Trainer, stop:StopRequest) -> bool:
     "Whether any rank was asked to stop (all ranks agree, so they stop after the same step)."
