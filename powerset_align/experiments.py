@@ -14,9 +14,10 @@ from .checkpoints import load_run
 
 
 # %% auto #0
-__all__ = ['DEMO_METHODS', 'ALL_METRICS', 'REPORT_TO', 'CALIBRATED', 'SWEEP_KNOBS', 'SWEEP_FIXED', 'SWEEP_MODEL',
-           'SWEEP_CRITERION', 'VAL_METRICS', 'REPORT_SECTIONS', 'check_preset', 'train_run', 'eval_run', 'compare',
-           'sweep_kwargs', 'val_metrics', 'sweep', 'sweep_table', 'plot_tradeoff', 'plot_curves', 'demo']
+__all__ = ['DEMO_METHODS', 'ALL_METRICS', 'REPORT_TO', 'BUDGET', 'SAME_MODEL', 'CALIBRATED', 'SWEEP_KNOBS', 'SWEEP_FIXED',
+           'SWEEP_CRITERION', 'VAL_METRICS', 'REPORT_SECTIONS', 'check_preset', 'train_run', 'eval_run',
+           'interval_table', 'compare', 'sweep_kwargs', 'val_metrics', 'sweep', 'sweep_table', 'plot_tradeoff',
+           'plot_curves', 'demo']
 
 # %% ../nbs/52_experiments.ipynb #ed0889f1
 DEMO_METHODS = ('clip', 'sparc', 'powerclip')
@@ -109,78 +110,145 @@ def eval_run(run, # a run directory, a checkpoint file or folder, or a model fol
     return dict(res, path=str(out))
 
 # %% ../nbs/52_experiments.ipynb #89997f1c
+BUDGET = dict(steps=600, batch_size=32, lr=1e-3)   # the training budget of compare, demo and sweep (see the learning curves)
+SAME_MODEL = {'sparc': {'global_head': 'linear'}}   # one architecture for every method: CLIP's linear global head for SPARC too
 CALIBRATED = {'sparc': {'lambda_g': 1.0, 'lambda_f': 0.3}, 'powerclip': {'lam': 0.1}}   # chosen by `sweep` on the validation split
 
 
+# %% ../nbs/52_experiments.ipynb #c896554f
+def _fmt(v): return '–' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{100 * v:.1f}'
+
+def _ci(runs, key):
+    "(mean, lo, hi) of a metric over runs (seeds): one run's 95 % bootstrap interval, or the seed mean's 95 % interval (see `interval_table`)."
+    from powerset_align.evaluate import summarize
+    s = summarize(runs).get(key)
+    if s is None: return None
+    m, sd, c = s
+    ints = [r['intervals'][key] for r in runs if key in r.get('intervals', {})]
+    if c == 1: return (m, *ints[0]) if ints else (m, m, m)
+    var = sd ** 2 / c + (sum(((hi - lo) / (2 * 1.96)) ** 2 for lo, hi in ints) / len(ints) if ints else 0.)
+    h = 1.96 * math.sqrt(var)
+    return m, max(0., m - h), min(1., m + h)
+
+def interval_table(results, # {row name: result dict, or list of result dicts (seeds)}
+                   metrics=None, # {metric key: column header}; None: evaluate.HEADLINE (those present)
+                  ) -> str: # markdown, percentages: 'mean (lo–hi)'
+    "One row per method: the mean over seeds and its 95 % interval, which covers both the test sample and the training seed."
+    from powerset_align.evaluate import HEADLINE
+    runs = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in results.items()}
+    if metrics is None: metrics = {k: v for k, v in HEADLINE.items() if any(k in r for rs in runs.values() for r in rs)}
+    L = ['| method | ' + ' | '.join(metrics.values()) + ' |', '|' + '---|' * (len(metrics) + 1)]
+    for name, rs in runs.items():
+        cells = [(lambda c: '–' if c is None else f'{_fmt(c[0])} ({_fmt(c[1])}–{_fmt(c[2])})')(_ci(rs, k)) for k in metrics]
+        L.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(L)
+
+
 # %% ../nbs/52_experiments.ipynb #23d50578
+def _train_eval(m, s, run_kw, data, n_eval, out, progress, threads=None):
+    "Train method `m` at seed `s` (`train_run` arguments `run_kw`, run in out/<m>/seed<s>), evaluate it; (result, history)."
+    from powerset_align.evaluate import evaluate_model, save_results
+    if threads: torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    model, tok, hist, obj = train_run(m, data=data, seed=s, out=out / m / f'seed{s}', progress=progress, with_objective=True,
+                                      overwrite=True, **run_kw)                  # compare owns out/<method>/seed<s>
+    t1 = time.perf_counter()
+    r = evaluate_model(model, tok, data=data, n=n_eval, objective=obj, progress=progress)
+    r['train_seconds'], r['eval_seconds'] = t1 - t0, time.perf_counter() - t1
+    save_results(r, out / m / f'seed{s}' / 'eval.json')
+    return r, hist
+
+def _untrained(s, preset, pooling, model_kw, data, n_eval, progress, threads=None):
+    "The evaluation of seed `s`'s initial weights (what `train` builds before its first step); (result, None)."
+    from powerset_align.evaluate import evaluate_model
+    from powerset_align.models import build_model
+    from powerset_align.tokenizers import load_tokenizer
+    if threads: torch.set_num_threads(threads)
+    tok = load_tokenizer('words')
+    return evaluate_model(build_model(preset, tokenizer=tok, seed=s, pooling=pooling, **model_kw), tok, data=data, n=n_eval,
+                          progress=progress), None
+
+def _call(job): f, args = job; return f(*args)
+
+def _run_jobs(jobs, # list of (function of this module, args)
+              n_jobs=1, # processes working at once (1: here, in order)
+             ) -> list: # the results, in the order of `jobs`
+    "Run independent jobs here or in `n_jobs` spawned processes, each with its share of this process's torch threads."
+    if n_jobs <= 1 or len(jobs) <= 1: return [f(*a) for f, a in jobs]
+    import importlib, multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    lib = importlib.import_module('powerset_align.experiments')    # a spawned process finds functions by module: the library's
+    th = max(1, torch.get_num_threads() // n_jobs)
+    with ProcessPoolExecutor(min(n_jobs, len(jobs)), mp_context=multiprocessing.get_context('spawn')) as ex:
+        return list(ex.map(lib._call, [(getattr(lib, f.__name__), (*a, th)) for f, a in jobs]))
+
 def compare(methods=('clip', 'filip', 'sparc', 'powerclip'), # objective names (or a comma-separated string)
             seeds=3, # number of seeds per method (0, 1, ..., seeds-1)
-            steps=300, # optimisation steps per run (the same budget for every method)
+            steps=BUDGET['steps'], # optimisation steps per run (the same budget for every method)
             preset='tiny', # model preset
             data='scenes', # 'scenes' or a path
-            batch_size=32, # examples per step
-            lr=1e-3, # peak learning rate
+            batch_size=BUDGET['batch_size'], # examples per step
+            lr=BUDGET['lr'], # peak learning rate
             n_eval=1024, # test scenes of the evaluation suite (see `evaluate.SceneSuite`), or examples of a file
             pooling='avg', # global pooling of every model (the same for all, so only the objective differs)
             out='runs/cmp', # output directory: one run per method/seed, results.json, table.md, figures
-            progress=True, # tqdm progress bars
+            progress=True, # tqdm progress bars (off when jobs > 1)
             train_kw=None, # more `train.train` arguments
             reference=True, # also evaluate the untrained initial model of each seed (row 'untrained'), the floor every metric starts from
             objective_kwargs=None, # {method: objective arguments}; None: CALIBRATED (the weights `sweep` chose)
-           ) -> dict: # {'results': {method: [result per seed]}, 'histories', 'table': markdown, 'models', 'ceilings' (scenes)}
-    "Train every method on the same data and budget for several seeds, evaluate, write the table (mean ± std) and plots."
-    from powerset_align.evaluate import evaluate_model, results_table, save_results, summarize, metric_ceilings
+            model_kwargs=None, # {method: build_model arguments}; None: SAME_MODEL (one architecture for every method)
+            jobs=1, # runs trained at once, each in its own process (1: one after the other, here)
+           ) -> dict: # {'results': {method: [result per seed]}, 'histories', 'table': markdown, 'models', 'ceilings' (scenes), 'settings'}
+    "Train every method on the same data and budget for several seeds, evaluate, write the table (mean and interval) and plots."
+    from powerset_align.evaluate import results_table, save_results, summarize, metric_ceilings
     from powerset_align.viz import plot_losses, plot_metrics, save_figure
     methods = check_methods(methods); check_preset(preset); check_data(data)
     if seeds < 1: raise ValueError(f"seeds: expected >= 1, got {seeds}")
+    if jobs < 1: raise ValueError(f"jobs: expected >= 1, got {jobs}")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    okw = CALIBRATED if objective_kwargs is None else objective_kwargs
+    mkw = SAME_MODEL if model_kwargs is None else model_kwargs
+    pr = progress and jobs == 1
+    settings = {m: dict(objective_kwargs=dict(okw.get(m) or {}), model_kwargs=dict(mkw.get(m) or {})) for m in methods}
+    run_kw = {m: dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr, pooling=pooling, **settings[m], **(train_kw or {}))
+              for m in methods}
+    keys = ([('untrained', s) for s in range(seeds)] if reference else []) + [(m, s) for m in methods for s in range(seeds)]
+    # the untrained floor: the initial weights every method starts from (train builds build_model(preset, seed=s))
+    done = _run_jobs([(_untrained, (s, preset, pooling, {}, data, n_eval, pr)) if m == 'untrained' else
+                     (_train_eval, (m, s, run_kw[m], data, n_eval, out, pr)) for m, s in keys], jobs)
     results, histories, models = {}, {}, {}
-    if reference:        # the same initial weights every method starts from (train builds build_model(preset, seed=s))
-        from powerset_align.models import build_model
-        from powerset_align.tokenizers import load_tokenizer
-        tok0 = load_tokenizer('words')
-        for s in range(seeds):
-            m0 = build_model(preset, tokenizer=tok0, seed=s, pooling=pooling)
-            results.setdefault('untrained', []).append(evaluate_model(m0, tok0, data=data, n=n_eval, progress=progress))
-    for m in methods:
+    for (m, s), (r, hist) in zip(keys, done):
         name = METHOD_NAMES.get(m, m)
-        for s in range(seeds):
-            t0 = time.perf_counter()
-            model, tok, hist, obj = train_run(m, preset, data, steps, batch_size, lr, s, out / m / f'seed{s}', progress, pooling,
-                                             with_objective=True, **{'overwrite': True, 'objective_kwargs': (CALIBRATED if objective_kwargs is None else objective_kwargs).get(m),
-                                                                     **(train_kw or {})})   # compare owns out/<method>/seed<s>
-            t1 = time.perf_counter()
-            r = evaluate_model(model, tok, data=data, n=n_eval, objective=obj, progress=progress)
-            r['train_seconds'], r['eval_seconds'] = t1 - t0, time.perf_counter() - t1
-            save_results(r, out / m / f'seed{s}' / 'eval.json')
-            results.setdefault(name, []).append(r); histories.setdefault(name, []).append(hist)
-            if s == 0: models[name] = (model, tok)
-    table = results_table(results)
+        results.setdefault(name, []).append(r)
+        if hist is not None: histories.setdefault(name, []).append(hist)
+        if m != 'untrained' and s == 0: models[name] = load_run(out / m / 'seed0')
+    table = interval_table(results)
     ceilings = metric_ceilings(n_eval) if data == 'scenes' else None
-    save_results({'methods': methods, 'seeds': seeds, 'steps': steps, 'preset': preset, 'data': str(data),
-                  'results': results, 'summary': {k: summarize(v) for k, v in results.items()}, 'ceilings': ceilings}, out / 'results.json')
+    save_results({'methods': methods, 'seeds': seeds, 'steps': steps, 'batch_size': batch_size, 'lr': lr, 'preset': preset,
+                  'data': str(data), 'settings': settings, 'results': results,
+                  'summary': {k: summarize(v) for k, v in results.items()}, 'ceilings': ceilings}, out / 'results.json')
     (out / 'table.md').write_text(table + '\n')
-    (out / 'table_full.md').write_text(results_table(results, {k: v for k, v in ALL_METRICS.items()
-                                                               if any(k in r for rs in results.values() for r in rs)}) + '\n')
+    (out / 'table_full.md').write_text(interval_table(results, {k: v for k, v in ALL_METRICS.items()
+                                                                if any(k in r for rs in results.values() for r in rs)}) + '\n')
     save_figure(plot_losses({k: v[0] for k, v in histories.items()}, smooth=max(1, steps // 30),
                             title=f'training loss (seed 0, {preset} preset)'), out / 'loss_curves.png')
     from powerset_align.evaluate import HEADLINE
     summ = {k: summarize(v) for k, v in results.items()}
     save_figure(plot_metrics(summ, {k: v for k, v in HEADLINE.items() if any(k in s for s in summ.values())},
                              title=f'{seeds} seed(s), mean ± std'), out / 'metrics.png')
-    return dict(results=results, histories=histories, table=table, models=models, out=out, ceilings=ceilings)
+    return dict(results=results, histories=histories, table=table, models=models, out=out, ceilings=ceilings, settings=settings)
+
 
 # %% ../nbs/52_experiments.ipynb #c5912b19
 SWEEP_KNOBS = {  # method -> (objective arguments set to the weight w, default grid of w; 0 is added as the CLIP control)
-    'sparc': (('lambda_f',), (0.1, 0.3, 1.0)),
-    'powerclip': (('lam',), (0.1, 0.3, 1.0)),
-    'loupe': (('w_tsa', 'w_fsa', 'w_unsil'), (0.1, 0.3, 1.0)),
-    'grain': (('w_box', 'w_rd'), (0.1, 0.3, 1.0)),
+    'sparc': (('lambda_f',), (0.3, 1.0)),
+    'powerclip': (('lam',), (1.0, 10.0)),
+    'loupe': (('w_tsa', 'w_fsa', 'w_unsil'), (1.0, 10.0)),
+    'grain': (('w_box', 'w_rd'), (0.3, 1.0)),
     'filip': (('global_weight',), (0.0, 1.0)),
 }
 SWEEP_FIXED = {'sparc': {'lambda_g': 1.0},          # CLIP's term at full weight: weight 0 is CLIP (the paper's 0.5 halves it)
                'grain': {'ic_source': 'encoder'}}   # GRAIN's contrastive term on the encoder's embedding: weight 0 is CLIP
-SWEEP_MODEL = {'sparc': {'global_head': 'linear'}}   # CLIP's global head (SPARC's own default, 'mlp', changes the model)
 SWEEP_CRITERION = ('among the method\'s weights other than CLIP\'s own (weight 0) whose validation R@1 (mean of I→T and T→I, '
                    'mean over seeds) is at least {keep:.0%} of CLIP\'s, the one with the highest mean of group_R@1 and pointing_acc '
                    '(ties: the smaller weight); if none keeps that much retrieval, the one with the highest R@1')
@@ -224,56 +292,68 @@ def _select(rows, floor, zero_is_clip=True):
     if not ok: return max(cand, key=lambda i: rows[i]['R@1'])
     return max(ok, key=lambda i: ((rows[i]['group_R@1'] + rows[i]['pointing_acc']) / 2, -rows[i]['weight']))
 
+def _sweep_run(m, w, s, d, run_kw, n_val, curve_every, progress, threads=None):
+    "One sweep run in folder `d`: train it unless a finished run with the same configuration is there; its validation curve."
+    if threads: torch.set_num_threads(threads)
+    d = Path(d)
+    cfg = json.loads((d / 'config.json').read_text()) if (d / 'config.json').exists() else {}
+    want = dict(method=m, seed=s, objective_kwargs=sweep_kwargs(m, w), model_kwargs=SAME_MODEL.get(m, {}), warmup=0.05,
+                schedule='cosine') | {k: v for k, v in run_kw.items() if k not in ('save_every', 'keep_last')}
+    if 'objective_kwargs' in cfg: cfg['objective_kwargs'] = {k: v for k, v in cfg['objective_kwargs'].items() if k != 'embed_dim'}
+    same = (d / 'model').exists() and all(cfg.get(k) == v for k, v in want.items())   # embed_dim: added by train_run (LOUPE, GRAIN)
+    if not same:
+        train_run(m, data='scenes', seed=s, out=d, progress=progress, objective_kwargs=want['objective_kwargs'],
+                  model_kwargs=want['model_kwargs'], save_every=curve_every or None, overwrite=True,   # the sweep owns its run folders
+                  keep_last=max(1, run_kw['steps'] // max(1, curve_every)) + 1, **run_kw)
+    if not (d / 'curve.json').exists() or not same:
+        (d / 'curve.json').write_text(json.dumps(_learning_curve(d, n_val, 0) if curve_every else
+                                                 [dict(step=run_kw['steps'], **val_metrics(*load_run(d), n_val, 0))]))
+    return json.loads((d / 'curve.json').read_text())
+
 def sweep(methods=('sparc', 'powerclip'), # methods swept (CLIP, the control, is always trained)
           weights=None, # {method: [loss weights]} (None: SWEEP_KNOBS' grids); weight 0 (= CLIP) is added for the methods that have it
           seeds=3, # seeds per setting (0, 1, ..., seeds-1)
-          steps=300, # optimisation steps per run
+          steps=BUDGET['steps'], # optimisation steps per run
           preset='tiny', # model preset
-          batch_size=32, # examples per step
-          lr=1e-3, # peak learning rate
+          batch_size=BUDGET['batch_size'], # examples per step
+          lr=BUDGET['lr'], # peak learning rate
           n_val=256, # validation scenes (groups: n_val // 8)
           keep=0.9, # the retrieval floor of the criterion, as a fraction of CLIP's validation R@1
           curve_every=100, # steps between checkpoints evaluated for the learning curves (0: final model only)
           out='runs/sweep', # output directory: runs, sweep.json, table.md, tradeoff.png, curves.png
           control=True, # also train weight 0 of every method at seed 0 and check it equals CLIP
-          progress=True, # tqdm progress bars
+          progress=True, # tqdm progress bars (off when jobs > 1)
           train_kw=None, # more `train.train` arguments
+          jobs=1, # runs trained at once, each in its own process
          ) -> dict: # the content of sweep.json
     "Per method, a grid of loss weights x seeds, each run evaluated on the validation split; picks one setting per method by `SWEEP_CRITERION`."
     methods = [m for m in check_methods(methods) if m != 'clip']; check_preset(preset)
     if seeds < 1: raise ValueError(f"seeds: expected >= 1, got {seeds}")
+    if jobs < 1: raise ValueError(f"jobs: expected >= 1, got {jobs}")
     if not 0 <= keep <= 1: raise ValueError(f"keep: expected a fraction in [0, 1], got {keep}")
     weights = {m: list(SWEEP_KNOBS[m][1]) for m in methods} | {m: [float(w) for w in v] for m, v in (weights or {}).items()}
     bad = [m for m in weights if m not in methods]
     if bad: raise ValueError(f"weights: methods {bad} are not swept; expected keys among {methods}")
     for m in methods: sweep_kwargs(m, 0)                                     # validates the names
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    def run(m, w, s):
-        d = out / m / f'w{w:g}' / f'seed{s}'
-        kw, mk = sweep_kwargs(m, w), SWEEP_MODEL.get(m, {})
-        cfg = json.loads((d / 'config.json').read_text()) if (d / 'config.json').exists() else {}
-        same = (d / 'model').exists() and all(cfg.get(k) == v for k, v in dict(method=m, steps=steps, batch_size=batch_size, lr=lr,
-                                                                                   seed=s, preset=preset, objective_kwargs=kw,
-                                                                                   model_kwargs=mk).items())
-        if not same:
-            train_run(m, preset, 'scenes', steps, batch_size, lr, s, d, progress, objective_kwargs=kw, model_kwargs=mk,
-                      save_every=curve_every or None, keep_last=max(1, steps // max(1, curve_every)) + 1,
-                      **{'overwrite': True, **(train_kw or {})})                 # the sweep owns its run folders
-        if not (d / 'curve.json').exists() or not same:
-            (d / 'curve.json').write_text(json.dumps(_learning_curve(d, n_val, 0) if curve_every else
-                                                     [dict(step=steps, **val_metrics(load_run(d)[0], load_run(d)[1], n_val, 0))]))
-        return json.loads((d / 'curve.json').read_text())
-    curves = {('clip', 0.0): [run('clip', 0.0, s) for s in range(seeds)]}
+    run_kw = dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr, **(train_kw or {}))
+    todo = [('clip', 0.0, s) for s in range(seeds)]
+    for m in methods:
+        for w in sorted(set(weights[m]) | ({0.0} if m != 'filip' else set())):
+            if w != 0 or m == 'filip': todo += [(m, w, s) for s in range(seeds)]
+            elif control: todo.append((m, 0.0, 0))
+    got = dict(zip(todo, _run_jobs([(_sweep_run, (m, w, s, out / m / f'w{w:g}' / f'seed{s}', run_kw, n_val, curve_every,
+                                                 progress and jobs == 1)) for m, w, s in todo], jobs)))
+    curves = {('clip', 0.0): [got[('clip', 0.0, s)] for s in range(seeds)]}
     controls = {}
     for m in methods:
-        grid = sorted(set(weights[m]) | ({0.0} if m != 'filip' else set()))
-        for w in grid:
+        for w in sorted(set(weights[m]) | ({0.0} if m != 'filip' else set())):
             if w == 0 and m != 'filip':
                 curves[(m, 0.0)] = curves[('clip', 0.0)]
                 if control:
-                    c = run(m, 0.0, 0)[-1]; ref = curves[('clip', 0.0)][0][-1]
+                    c, ref = got[(m, 0.0, 0)][-1], curves[('clip', 0.0)][0][-1]
                     controls[m] = max(abs(c[k] - ref[k]) for k in ref if k != 'step')
-            else: curves[(m, w)] = [run(m, w, s) for s in range(seeds)]
+            else: curves[(m, w)] = [got[(m, w, s)] for s in range(seeds)]
     def mean(cs, k): return float(sum(c[-1][k] for c in cs) / len(cs))
     keys = list(VAL_METRICS) + ['R@1']
     rows = [dict(method=m, weight=w, objective_kwargs=sweep_kwargs(m, w), **{k: mean(cs, k) for k in keys if k in cs[0][-1]},
@@ -345,19 +425,7 @@ def plot_curves(res, # `sweep` output
     return fig
 
 # %% ../nbs/52_experiments.ipynb #576cc166
-REPORT_SECTIONS = ('## Results', '## Ceilings', '## Training loss', '## Metrics', '## Token-to-patch maps', '## Regions each phrase picks', '## Reading the numbers')
-
-def _fmt(v): return '–' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{100 * v:.1f}'
-
-def _ci(runs, key):
-    "(value, lo, hi): one run's 95 % bootstrap interval, or mean ± one std over seeds."
-    from powerset_align.evaluate import summarize
-    s = summarize(runs).get(key)
-    if s is None: return None
-    m, sd, c = s
-    if c > 1: return m, m - sd, m + sd
-    lo, hi = runs[0].get('intervals', {}).get(key, (m, m))
-    return m, lo, hi
+REPORT_SECTIONS = ('## Settings', '## Results', '## Ceilings', '## Training loss', '## Metrics', '## Token-to-patch maps', '## Regions each phrase picks', '## Reading the numbers')
 
 def _reading(results, ceilings):
     "Plain sentences reading each headline metric against CLIP, the untrained model and the ceilings (words alone, chance)."
@@ -383,24 +451,45 @@ def _reading(results, ceilings):
         lines.append(f'- **{label}**' + (f' ({"; ".join(ref)})' if ref else '') + f': {txt}.{verdict}')
     return lines
 
+def _buys(results, keep=0.9):
+    "One sentence per method against CLIP: the share of CLIP's R@1 it keeps each way, and where its pointing and group R@1 lie."
+    if 'CLIP' not in results: return []
+    c = {k: _ci(results['CLIP'], k) for k in ('i2t_R@1', 't2i_R@1', 'pointing_acc', 'group_R@1')}
+    lines = []
+    for m, rs in results.items():
+        if m in ('CLIP', 'untrained') or any(v is None for v in c.values()): continue
+        v = {k: _ci(rs, k) for k in c}
+        if any(x is None for x in v.values()): continue
+        kept = [v[k][0] / c[k][0] if c[k][0] else float('nan') for k in ('i2t_R@1', 't2i_R@1')]
+        where = lambda k: 'above' if v[k][1] > c[k][2] else 'below' if v[k][2] < c[k][1] else 'within'
+        goal = min(kept) >= keep and where('pointing_acc') == where('group_R@1') == 'above'
+        lines.append(f'- **{m}** keeps {100 * kept[0]:.0f} % (I→T) and {100 * kept[1]:.0f} % (T→I) of CLIP\'s R@1; its pointing '
+                     f'is {where("pointing_acc")} CLIP\'s interval and its group R@1 {where("group_R@1")} it: '
+                     + ('it keeps retrieval and localises and binds better than CLIP, beyond the intervals.' if goal else
+                        f'{"it keeps" if min(kept) >= keep else "it does not keep"} {keep:.0%} of CLIP\'s retrieval both ways'
+                        f'{"" if goal else ", and it does not beat CLIP on both pointing and group R@1 beyond the intervals"}.'))
+    return lines
+
 def demo(out='runs/demo', # output directory (report.md, figures, runs)
          methods=DEMO_METHODS, # methods compared
-         steps=300, # training steps per method
-         batch_size=32, # examples per step
-         lr=1e-3, # peak learning rate
+         steps=BUDGET['steps'], # training steps per method
+         batch_size=BUDGET['batch_size'], # examples per step
+         lr=BUDGET['lr'], # peak learning rate
          n_eval=1024, # test scenes of the evaluation suite (see `evaluate.SceneSuite`)
          seeds=1, # seeds per method
          preset='tiny', # model preset
          scene_seed=7, # test scene shown in the figures
-         progress=True, # progress bars
+         progress=True, # progress bars (off when jobs > 1)
+         jobs=None, # runs trained at once, each in its own process (None: one per CPU core this process may use)
         ) -> Path: # path of report.md
     "The main job: CLIP vs SPARC vs PowerCLIP on the built-in scenes; writes report.md with the table and figures."
-    from powerset_align.evaluate import token_patch_maps, phrase_regions, results_table, ceiling_table, box_iou
+    from powerset_align.evaluate import token_patch_maps, phrase_regions, ceiling_table, box_iou
     from powerset_align.viz import heatmap_grid, save_figure
     from powerset_align.scenes import generate_scene
     t0 = time.perf_counter()
     out = Path(out)
-    cmp = compare(methods, seeds, steps, preset, 'scenes', batch_size, lr, n_eval, 'avg', out, progress)
+    if jobs is None: jobs = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    cmp = compare(methods, seeds, steps, preset, 'scenes', batch_size, lr, n_eval, 'avg', out, progress, jobs=jobs)
     scene = generate_scene(scene_seed, split='test')
     figs = {}
     for name, (model, tok) in cmp['models'].items():     # trained models only (the untrained row has no model kept)
@@ -413,7 +502,8 @@ def demo(out='runs/demo', # output directory (report.md, figures, runs)
                                  boxes=boxes, gt_boxes=scene.boxes, ncols=4, suptitle=f'{name}: region each phrase picks',
                                  size=1.9), out / f'regions_{name}.png')
         figs[name] = (f'tokens_{name}.png', f'regions_{name}.png')
-    full = results_table(cmp['results'], ALL_METRICS)
+    full = interval_table(cmp['results'], {k: v for k, v in ALL_METRICS.items()
+                                           if any(k in r for rs in cmp['results'].values() for r in rs)})
     wall = time.perf_counter() - t0
     tt = {k: sum(r['train_seconds'] for r in v) / len(v) for k, v in cmp['results'].items() if 'train_seconds' in v[0]}
     sz = cmp['results'][next(iter(cmp['results']))][0]['sizes']
@@ -422,9 +512,16 @@ def demo(out='runs/demo', # output directory (report.md, figures, runs)
          f'{batch_size} scenes each, {seeds} seed(s), the same data, budget and model (the tiny dual encoder, mean pooling on both '
          f'towers, the same initial weights) for every method, so only the objective differs; evaluated on the scene suite '
          f'of the test split ({sz["test_scenes"]} test scenes, {sz["groups"]} groups of {sz["group_size"]}, {sz["compositional_scenes"]} '
-         f'compositional scenes, {sz["zeroshot_scenes"]} one-object scenes). Torch threads: {torch.get_num_threads()}. '
-         f'Wall time: {wall:.0f} s (training per method: ' + ', '.join(f'{k} {v:.0f} s' for k, v in tt.items()) + ').', '',
-         '## Results', '', 'Percentages' + (', mean ± std over seeds' if seeds > 1 else ' with 95 % bootstrap intervals') + '. Headline:', '',
+         f'compositional scenes, {sz["zeroshot_scenes"]} one-object scenes). '
+         f'Wall time: {wall:.0f} s, {jobs} run(s) at once (training per run: ' + ', '.join(f'{k} {v:.0f} s' for k, v in tt.items()) + ').', '',
+         '## Settings', '', f'Every method: {steps} steps of {batch_size} scenes, AdamW at peak learning rate {lr:g} '
+         f'(linear warm-up, cosine decay), seeds {", ".join(map(str, range(seeds)))}, one architecture. Each method\'s loss '
+         f'weights are the ones `sweep` chose on the validation split (`CALIBRATED`):', '']
+    L += [f'- {METHOD_NAMES.get(m, m)}: ' + (', '.join(f'{k}={v}' for k, v in st['objective_kwargs'].items()) or 'no weights')
+          + (f'; model: ' + ', '.join(f'{k}={v}' for k, v in st['model_kwargs'].items()) if st['model_kwargs'] else '')
+          for m, st in cmp['settings'].items()]
+    L += ['', '## Results', '', 'Percentages, ' + ('the mean over seeds with its 95 % interval (test sample and seeds, see '
+          '`interval_table`)' if seeds > 1 else 'with 95 % bootstrap intervals over the test scenes') + '. Headline:', '',
          cmp['table'], '', 'All metrics:', '', full, '',
          'What the columns ask. **Retrieval** counts every image a caption is true of. **Zero-shot** classifies one-object '
          'scenes among all colour-shape classes with prompts in the training words ("a small {}", "a large {}"). '
@@ -448,9 +545,11 @@ def demo(out='runs/demo', # output directory (report.md, figures, runs)
     L += ['', '## Regions each phrase picks', '', 'For each object description, the heat map of its content words over the patches, '
           'the box it picks (cyan) and the ground truth (dashed white).', '']
     L += [f'![{k} regions]({b})' for k, (_, b) in figs.items()]
-    L += ['', '## Reading the numbers', ''] + _reading(cmp['results'], cmp['ceilings'])
-    L += ['', f'This is a {steps}-step run of a tiny model: the intervals cover the test sample, not the training seed '
-          '(run `powerset-align compare --seeds 3` for the spread over seeds).', '']
+    L += ['', '## Reading the numbers', '', 'What each method buys against CLIP:', ''] + _buys(cmp['results'])
+    L += ['', 'Metric by metric:', ''] + _reading(cmp['results'], cmp['ceilings'])
+    L += ['', f'This is a {steps}-step run of a tiny model on synthetic scenes' + (
+          ': the intervals cover the test sample, not the training seed (`--seeds 3` adds the spread over seeds).'
+          if seeds == 1 else f', {seeds} seeds.'), '']
     (out / 'report.md').write_text('\n'.join(L))
     save_results_wall = out / 'wall_time.json'
     save_results_wall.write_text(json.dumps({'wall_seconds': wall}))
