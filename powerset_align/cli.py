@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from fastcore.docments import docments
 from .train import SCHEDULES
-from .experiments import train_run, eval_run, compare, demo, sweep, sweep_table
+from .experiments import train_run, eval_run, compare, demo, sweep, sweep_table, BUDGET
 from .bench import bench
 
 # %% ../nbs/60_cli.ipynb #29928aca
@@ -219,27 +219,29 @@ def cli_eval(run:str, # a run directory, a checkpoint file (RUN/checkpoints/step
 
 def cli_compare(methods:str='clip,filip,sparc,powerclip', # comma-separated objectives
                 seeds:pos_int=3, # seeds per method
-                steps:pos_int=300, # optimisation steps per run
+                steps:pos_int=BUDGET['steps'], # optimisation steps per run
                 preset:str='tiny', # model preset
                 data:str='scenes', # 'scenes' or a path
-                batch_size:pos_int=32, # examples per step
-                lr:pos_float=1e-3, # peak learning rate
+                batch_size:pos_int=BUDGET['batch_size'], # examples per step
+                lr:pos_float=BUDGET['lr'], # peak learning rate
                 n_eval:pos_int=256, # evaluation examples
                 out:str='runs/cmp', # output directory
+                jobs:pos_int=1, # runs trained at once, each in its own process
                ):
-    "Train each method on the same data and budget, evaluate, write the table (mean ± std over seeds) and plots."
-    r = compare(methods, seeds, steps, preset, data, batch_size, lr, n_eval, 'avg', out)
+    "Train each method on the same data and budget, evaluate, write the table (mean and 95 % interval over seeds) and plots."
+    r = compare(methods, seeds, steps, preset, data, batch_size, lr, n_eval, 'avg', out, jobs=jobs)
     print(r['table']); print(f'table, results.json and figures in {out}')
 
 def cli_demo(out:str='runs/demo', # output directory (report.md and figures)
-             steps:pos_int=300, # training steps per method
-             batch_size:pos_int=32, # examples per step
+             steps:pos_int=BUDGET['steps'], # training steps per method
+             batch_size:pos_int=BUDGET['batch_size'], # examples per step
              n_eval:pos_int=256, # test scenes evaluated
              methods:str='clip,sparc,powerclip', # methods compared
              seeds:pos_int=1, # seeds per method
+             jobs:pos_int=None, # runs trained at once, each in its own process (default: one per CPU core)
             ):
     "The main job: CLIP vs SPARC vs PowerCLIP on the built-in scenes, with a report (under 5 minutes on 2 CPU cores)."
-    p = demo(out, methods, steps, batch_size, 1e-3, n_eval, seeds)
+    p = demo(out, methods, steps, batch_size, BUDGET['lr'], n_eval, seeds, jobs=jobs)
     print((Path(out) / 'table.md').read_text()); print(f'report: {p}')
 
 def cli_bench(out:str='runs/bench', # output directory (bench.json, bench.md)
@@ -307,19 +309,20 @@ def parse_weights(spec:str|None, # 'sparc:0.1,0.3;powerclip:0.3,1' (method:weigh
     return res
 
 def cli_sweep(methods:str='sparc,powerclip', # comma-separated methods to calibrate (CLIP, the control, is always trained)
-              weights:str=None, # per-method grids, e.g. 'sparc:0.1,0.3,1;powerclip:0.1,0.3,1' (default: experiments.SWEEP_KNOBS)
+              weights:str=None, # per-method grids, e.g. 'sparc:0.3,1;powerclip:1,10' (default: experiments.SWEEP_KNOBS)
               seeds:pos_int=3, # seeds per setting
-              steps:pos_int=300, # optimisation steps per run
+              steps:pos_int=BUDGET['steps'], # optimisation steps per run
               preset:str='tiny', # model preset
-              batch_size:pos_int=32, # examples per step
-              lr:pos_float=1e-3, # peak learning rate
+              batch_size:pos_int=BUDGET['batch_size'], # examples per step
+              lr:pos_float=BUDGET['lr'], # peak learning rate
               n_val:pos_int=256, # validation scenes
               keep:float=0.9, # retrieval floor of the criterion, as a fraction of CLIP's validation R@1
               curve_every:nonneg_int=100, # steps between checkpoints evaluated for the learning curves (0: final only)
               out:str='runs/sweep', # output directory (runs are reused when their configuration matches)
+              jobs:pos_int=1, # runs trained at once, each in its own process
              ):
     "Calibrate each method's loss weight on the validation split; write sweep.json (chosen settings), table.md and the trade-off plot."
-    r = sweep(methods, parse_weights(weights), seeds, steps, preset, batch_size, lr, n_val, keep, curve_every, out)
+    r = sweep(methods, parse_weights(weights), seeds, steps, preset, batch_size, lr, n_val, keep, curve_every, out, jobs=jobs)
     print(sweep_table(r)); print(f"criterion: {r['criterion']}"); print(f'sweep.json, table.md, tradeoff.png and curves.png in {out}')
     return r
 

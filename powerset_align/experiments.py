@@ -115,7 +115,7 @@ SAME_MODEL = {'sparc': {'global_head': 'linear'}}   # one architecture for every
 CALIBRATED = {'sparc': {'lambda_g': 1.0, 'lambda_f': 0.3}, 'powerclip': {'lam': 0.1}}   # chosen by `sweep` on the validation split
 
 
-# %% ../nbs/52_experiments.ipynb #c896554f
+# %% ../nbs/52_experiments.ipynb #63f390e8
 def _fmt(v): return '–' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{100 * v:.1f}'
 
 def _ci(runs, key):
