@@ -17,7 +17,7 @@ from .checkpoints import load_run
 __all__ = ['DEMO_METHODS', 'ALL_METRICS', 'REPORT_TO', 'BUDGET', 'SAME_MODEL', 'CALIBRATED', 'SWEEP_KNOBS', 'SWEEP_FIXED',
            'SWEEP_CRITERION', 'VAL_METRICS', 'REPORT_SECTIONS', 'check_preset', 'train_run', 'eval_run',
            'interval_table', 'compare', 'sweep_kwargs', 'val_metrics', 'sweep', 'sweep_table', 'plot_tradeoff',
-           'plot_curves', 'demo']
+           'plot_curves', 'term_gradients', 'length_split', 'demo']
 
 # %% ../nbs/52_experiments.ipynb #ed0889f1
 DEMO_METHODS = ('clip', 'sparc', 'powerclip')
@@ -115,7 +115,7 @@ SAME_MODEL = {'sparc': {'global_head': 'linear'}}   # one architecture for every
 CALIBRATED = {'sparc': {'lambda_g': 1.0, 'lambda_f': 0.3}, 'powerclip': {'lam': 0.1}}   # chosen by `sweep` on the validation split
 
 
-# %% ../nbs/52_experiments.ipynb #63f390e8
+# %% ../nbs/52_experiments.ipynb #47dca623
 def _fmt(v): return '–' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{100 * v:.1f}'
 
 def _ci(runs, key):
@@ -423,6 +423,44 @@ def plot_curves(res, # `sweep` output
     for ax, k in zip(axs, ('validation R@1 (%)', 'group R@1 (%)', 'pointing accuracy (%)')): ax.set_xlabel('step'); ax.set_ylabel(k)
     axs[0].legend(fontsize=8); fig.tight_layout()
     return fig
+
+# %% ../nbs/52_experiments.ipynb #0e74597a
+def term_gradients(method, # a method with a weighted term on top of CLIP's (see SWEEP_KNOBS), or 'filip'
+                   model, # a DualEncoder (initial or trained)
+                   batch, # a `Batch` (with descriptions for GRAIN)
+                   weight=1.0, # the method's loss weight (FILIP: its own loss against CLIP's, no weight)
+                   seed=0, # seeds the objective's own layers and draws
+                  ) -> dict: # ratio (|grad of the weighted term| / |grad of CLIP's term|), cos, fine, clip (loss values)
+    "How hard a method's added term pulls on the model's parameters next to CLIP's term: gradient-norm ratio and cosine."
+    from powerset_align.methods import build_objective
+    from powerset_align.objectives import clip_loss
+    torch.manual_seed(seed)
+    obj = build_objective(method, model, **sweep_kwargs(method, 0 if method == 'filip' else weight)).train()
+    needs = getattr(obj, 'needs', set()) or set()
+    model.train()
+    out = model(batch, descriptions='descriptions' in needs, negatives='negatives' in needs)
+    total = obj(out, batch)['loss']
+    c = clip_loss(out.image_embeds, out.text_embeds, out.logit_scale)
+    fine = total if method == 'filip' else total - c          # weight 0 is CLIP's term exactly (SWEEP_FIXED)
+    ps = [p for p in model.parameters() if p.requires_grad]
+    flat = lambda gs: torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for g, p in zip(gs, ps)])
+    gc = flat(torch.autograd.grad(c, ps, retain_graph=True, allow_unused=True))
+    gf = flat(torch.autograd.grad(fine, ps, allow_unused=True))
+    n = gc.norm() * gf.norm()
+    return dict(ratio=float(gf.norm() / gc.norm()), cos=float(gc @ gf / n) if n > 0 else 0., fine=float(fine.detach()), clip=float(c.detach()))
+
+def length_split(batch, # a `Batch` with token_mask
+                 k, # captions in each half
+                ) -> tuple: # (the k shortest captions' batch, the k longest captions' batch)
+    "The `k` shortest and the `k` longest captions of a batch (by word tokens), each as a batch of its own."
+    from powerset_align.train import _rebuild, _fields
+    B = len(batch)
+    order = batch.token_mask.sum(1).argsort(stable=True)
+    def pick(idx):
+        f = lambda v: v[idx] if torch.is_tensor(v) and v.ndim and v.shape[0] == B else [v[i] for i in idx.tolist()] if isinstance(v, list) and len(v) == B else v
+        return _rebuild(batch, {n: f(v) for n, v in _fields(batch).items()})
+    return pick(order[:k]), pick(order[-k:])
+
 
 # %% ../nbs/52_experiments.ipynb #576cc166
 REPORT_SECTIONS = ('## Settings', '## Results', '## Ceilings', '## Training loss', '## Metrics', '## Token-to-patch maps', '## Regions each phrase picks', '## Reading the numbers')
