@@ -115,7 +115,7 @@ SAME_MODEL = {'sparc': {'global_head': 'linear'}}   # one architecture for every
 CALIBRATED = {'sparc': {'lambda_g': 1.0, 'lambda_f': 0.3}, 'powerclip': {'lam': 0.1}}   # chosen by `sweep` on the validation split
 
 
-# %% ../nbs/52_experiments.ipynb #47dca623
+# %% ../nbs/52_experiments.ipynb #29a2fce5
 def _fmt(v): return '–' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{100 * v:.1f}'
 
 def _ci(runs, key):
@@ -424,7 +424,7 @@ def plot_curves(res, # `sweep` output
     axs[0].legend(fontsize=8); fig.tight_layout()
     return fig
 
-# %% ../nbs/52_experiments.ipynb #0e74597a
+# %% ../nbs/52_experiments.ipynb #30fb98a3
 def term_gradients(method, # a method with a weighted term on top of CLIP's (see SWEEP_KNOBS), or 'filip'
                    model, # a DualEncoder (initial or trained)
                    batch, # a `Batch` (with descriptions for GRAIN)
