@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-import hashlib, os, shutil
+import gc, hashlib, json, os, shutil
 import numpy as np
 import torch
 from .phrases import PhraseTree
@@ -445,19 +445,35 @@ def binding_swaps(scene:Scene, # a generated scene
     return {k: v[rng.integers(len(v))] for k, v in cands.items() if v}
 
 # %% ../nbs/21_scenes.ipynb #3578e4f3
-_U8 = np.arange(256, dtype=np.float32) / 255     # uint8 -> the float32 value render_objects produces (exactly)
+_STORE_FORMAT = 2   # shard layout version (part of the cache key: a new layout never reads an old shard)
+
+def _scene_record(s):
+    "A scene's fields other than image, masks and boxes, as JSON data (tuples become lists; `_from_record` restores them)."
+    return dict(objects=s.objects, caption=s.caption, tree=vars(s.tree), descriptions=s.descriptions, negatives=s.negatives,
+                label=s.label, label_id=s.label_id, clauses=s.clauses, neg_edits=s.neg_edits, seed=s.seed, split=s.split)
+
+def _from_record(r):
+    "The Scene fields of a JSON record, with their tuples back (so they compare equal to `generate_scene`'s)."
+    for o in r['objects']: o['box'] = tuple(o['box'])
+    t = r['tree']
+    tree = PhraseTree.__new__(PhraseTree)        # the fields as written: no re-validation per read
+    tree.__dict__.update(text=t['text'], words=t['words'], word_spans=[tuple(x) for x in t['word_spans']],
+                         nodes=[tuple(x) for x in t['nodes']])
+    r['tree'], r['clauses'] = tree, [tuple(c) for c in r['clauses']]
+    for e in r['neg_edits'].values():
+        if 'slot' in e: e['slot'] = tuple(e['slot'])
+        if 'slots' in e: e['slots'] = tuple(tuple(x) for x in e['slots'])
+    return r
 
 def _pack_shard(scenes, path):
-    "Write scenes as one shard directory: images uint8, masks bit-packed, boxes, and each scene's other fields as plain data (no pickle)."
-    from dataclasses import fields
+    "Write scenes as one shard directory of plain data: images uint8, masks bit-packed, boxes, the other fields as JSON."
     tmp = Path(f'{path}.tmp{os.getpid()}'); tmp.mkdir(parents=True, exist_ok=True)
     np.save(tmp / 'images.npy', np.stack([np.rint(s.image.numpy() * 255).astype(np.uint8) for s in scenes]))
     np.save(tmp / 'objects.npy', np.cumsum([0] + [len(s.objects) for s in scenes]))
     np.save(tmp / 'masks.npy', np.packbits(np.concatenate([s.masks.numpy() for s in scenes]), axis=-1))
     np.save(tmp / 'boxes.npy', np.concatenate([s.boxes.numpy() for s in scenes]))
-    meta = [{f.name: getattr(s, f.name) for f in fields(Scene) if f.name not in ('image', 'masks', 'boxes')} for s in scenes]
-    for m in meta: m['tree'] = vars(m['tree']).copy()           # PhraseTree -> its fields: plain lists and strings
-    torch.save(meta, tmp / 'meta.pt')
+    lines = [json.dumps(dict(format=_STORE_FORMAT, n=len(scenes)))] + [json.dumps(_scene_record(s)) for s in scenes]
+    (tmp / 'meta.jsonl').write_text('\n'.join(lines) + '\n')        # a header line, then one line per scene
     try: os.replace(tmp, path)
     except OSError: shutil.rmtree(tmp, ignore_errors=True)   # another process wrote the same shard first: same content
 
@@ -477,12 +493,13 @@ class SceneStore:
             if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
         if split not in SPLITS: raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
         self.n, self.start, self.split, self.shard_size = n, start, split, shard_size
-        key = hashlib.sha1(repr((powerset_align.__version__, self.config, split, shard_size)).encode()).hexdigest()[:16]
-        self.dir = Path(root or Path.home() / '.cache' / 'powerset_align' / 'scenes') / key
+        key = repr((_STORE_FORMAT, powerset_align.__version__, self.config, split, shard_size))
+        self.dir = Path(root or Path.home() / '.cache' / 'powerset_align' / 'scenes') / hashlib.sha1(key.encode()).hexdigest()[:16]
         self._open = {}
 
     def __len__(self): return self.n
     def __repr__(self): return f"SceneStore(n={self.n}, start={self.start}, split={self.split!r}, dir='{self.dir}')"
+    def __getstate__(self): return {**self.__dict__, '_open': {}}   # a DataLoader worker opens its own shards
 
     def _path(self, k): return self.dir / f'{k:07d}'
 
@@ -496,7 +513,7 @@ class SceneStore:
         todo = [k for k in self.shards() if not self._path(k).exists()]
         if workers and len(todo) > 1:
             from concurrent.futures import ProcessPoolExecutor
-            with ProcessPoolExecutor(workers) as ex: list(ex.map(self._make, todo))
+            with ProcessPoolExecutor(min(workers, len(todo))) as ex: list(ex.map(self._make, todo))
         else:
             for k in todo: self._make(k)
         return self
@@ -510,26 +527,38 @@ class SceneStore:
             p = self._path(k)
             if not p.exists(): self._make(k)
             if len(self._open) >= 8: self._open.pop(next(iter(self._open)))
-            self._open[k] = {a: np.load(p / f'{a}.npy') for a in ('images', 'objects', 'masks', 'boxes')}
-            meta = torch.load(p / 'meta.pt', weights_only=True)     # a store directory may come from elsewhere: never unpickle it
-            for m in meta: m['tree'] = PhraseTree(**m['tree'])
-            self._open[k]['meta'] = meta
+            d = {a: np.load(p / f'{a}.npy', mmap_mode='r' if a in ('images', 'masks') else None) for a in ('images', 'objects', 'masks', 'boxes')}
+            head, *lines = (p / 'meta.jsonl').read_text().splitlines()   # plain data: a store directory may come from elsewhere
+            head = json.loads(head)
+            if not isinstance(head, dict) or head.get('format') != _STORE_FORMAT or head.get('n') != len(lines):
+                raise ValueError(f"shard {str(p)!r}: expected store format {_STORE_FORMAT} with one line per scene, got header {head!r} and {len(lines)} lines")
+            d['meta'] = lines                                   # decoded per read: every scene gets its own objects
+            self._open[k] = d
         return self._open[k]
 
     def __getitem__(self, i:int): return self.__getitems__([i])[0]
 
     def __getitems__(self, idx): # item indices
-        "Scenes for a list of indices (what a DataLoader asks for a batch): images converted in one step per shard."
+        "Scenes for a list of indices (what a DataLoader asks for a batch): images, masks and boxes converted in one step per shard."
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         if len(idx) and (idx.min() < 0 or idx.max() >= self.n): raise IndexError(f"idx: expected indices in [0, {self.n}), got {idx.tolist()}")
-        seeds = idx + self.start; ks = seeds // self.shard_size; out = [None] * len(idx)
-        H = self.config.image_size
+        on = gc.isenabled(); gc.disable()   # thousands of small acyclic objects: the cyclic collector would run every few scenes
+        try: return self._read(idx + self.start)
+        finally:
+            if on: gc.enable()
+
+    def _read(self, seeds):
+        ks, out, H = seeds // self.shard_size, [None] * len(seeds), self.config.image_size
         for k in np.unique(ks):
             d, sel = self._shard(int(k)), np.nonzero(ks == k)[0]
             js = seeds[sel] - k * self.shard_size
-            images = torch.from_numpy(_U8[d['images'][js]])
+            images = torch.from_numpy(d['images'][js]).float().div_(255)   # exactly the k/255 floats render_objects makes
+            a, b = d['objects'][js], d['objects'][js + 1]
+            rows = np.concatenate([np.arange(x, y) for x, y in zip(a.tolist(), b.tolist())])
+            masks = torch.from_numpy(np.unpackbits(d['masks'][rows], axis=-1, count=H).view(bool))
+            boxes = torch.from_numpy(d['boxes'][rows])
+            ends = np.cumsum(b - a).tolist(); starts = [0] + ends[:-1]
             for q, (p, j) in enumerate(zip(sel.tolist(), js.tolist())):
-                a, b = d['objects'][j], d['objects'][j + 1]
-                masks = torch.from_numpy(np.unpackbits(d['masks'][a:b], axis=-1, count=H).view(bool))
-                out[p] = Scene(image=images[q], masks=masks, boxes=torch.from_numpy(d['boxes'][a:b].copy()), **d['meta'][j])
+                out[p] = Scene(image=images[q], masks=masks[starts[q]:ends[q]], boxes=boxes[starts[q]:ends[q]],
+                               **_from_record(json.loads(d['meta'][j])))
         return out
