@@ -218,24 +218,43 @@ def bench_sii_vs_shapiq(budgets=(350, 1400, 4096), # game evaluations
     return dict(budgets=list(budgets), curve=sii_error_curve(game, n, est, budgets, range(seeds)))
 
 # %% ../nbs/55_bench.ipynb #0756d54b
-def bench_scenes(shard_size:int=1024, # scenes per shard; one whole shard is read per timed call
-                 batch:int=256, # scenes per __getitems__ call (a loader batch)
+def bench_scenes(shard_size:int=1024, # scenes per store shard
+                 batch:int=256, # scenes per loader batch (one __getitems__ call)
+                 n_store:int|None=None, # scenes read per timed call, a fresh store each time (None: one shard)
                  n_generate:int=128, # scenes generated per timed call
                  rounds:int=3, # race rounds
-                 start:int=51_200, # first seed (a multiple of shard_size)
-                ) -> dict: # scenes per second of both, and the ratio
-    "Scenes per second on one thread: generate_scene against reading a whole shard of the same world back from a fresh SceneStore."
-    root = Path(tempfile.mkdtemp())
+                 seed:int=7, # the training stream whose scenes are timed
+                 workers:tuple=(0, 2), # loader processes compared (each on one thread)
+                 loader_batches:int=8, # batches timed per loader, after its first
+                ) -> dict: # scenes/s of each path, the store-over-generation ratios, and the loader's scenes/s per worker count
+    "Scenes per second as training reads them: store reads and generation, as Scenes and as collated Batches, in one race on one thread; then the store-backed loader with 0 and more worker processes."
+    from powerset_align.data import make_loader, ScenesStream
+    from powerset_align.tokenizers import load_tokenizer
+    root = Path(tempfile.mkdtemp()); n_store = n_store or shard_size
+    store, tok = dict(root=root, shard_size=shard_size), load_tokenizer('words')
+    kw = dict(tokenizer=tok, seed=seed, image_size=64, grid=8, max_len=32)   # the tiny preset's training loader (gold trees, random regions)
+    base = ScenesStream(seed).base
     try:
-        SceneStore(shard_size, start=start, root=root, shard_size=shard_size).build()
+        n_loader = (loader_batches + 1) * batch
+        ScenesStream(seed, batch, store=store).build(max(n_store, n_loader), workers=max(workers))   # made beforehand, not timed
         def read():
-            st = SceneStore(shard_size, start=start, root=root, shard_size=shard_size)
-            return [s for i in range(0, shard_size, batch) for s in st.__getitems__(range(i, min(i + batch, shard_size)))]
-        with one_thread():
-            r = race({'generate': lambda: [generate_scene(start + shard_size + i) for i in range(n_generate)], 'store': read}, rounds=rounds)
+            st = SceneStore(n_store, start=base, root=root, shard_size=shard_size)
+            return [s for i in range(0, n_store, batch) for s in st.__getitems__(range(i, min(i + batch, n_store)))]
+        fns = {'generate': lambda: [generate_scene(base + i) for i in range(n_generate)], 'store': read,
+               'generate_batch': lambda: list(make_loader('scenes', batch_size=min(batch, n_generate), limit=n_generate, **kw)),
+               'store_batch': lambda: list(make_loader('scenes', batch_size=batch, limit=n_store, store=store, **kw))}
+        with one_thread(): r = {x['name']: x['ms'] / 1e3 for x in race(fns, rounds=rounds)}
+        loader = {}
+        for w in workers:
+            it = iter(make_loader('scenes', batch_size=batch, limit=n_loader, store=store, num_workers=w, **kw))
+            next(it)                                                  # workers started, first batch out
+            t0 = time.perf_counter(); n = sum(len(b) for b in it); loader[w] = n / (time.perf_counter() - t0)
+            del it
     finally: shutil.rmtree(root, ignore_errors=True)
-    gen, st = n_generate / (r[0]['ms'] / 1e3), shard_size / (r[1]['ms'] / 1e3)
-    return dict(generate_per_s=gen, store_per_s=st, ratio=st / gen)
+    rate = {k: (n_store if k.startswith('store') else n_generate) / t for k, t in r.items()}
+    return dict(generate_per_s=rate['generate'], store_per_s=rate['store'], ratio=rate['store'] / rate['generate'],
+                generate_batch_per_s=rate['generate_batch'], store_batch_per_s=rate['store_batch'],
+                batch_ratio=rate['store_batch'] / rate['generate_batch'], loader_per_s=loader)
 
 # %% ../nbs/55_bench.ipynb #db8d6db4
 def saved_tensor_bytes(fn)->tuple: # (fn's result, bytes of the distinct storages autograd saved for the backward)

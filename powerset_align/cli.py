@@ -165,6 +165,7 @@ def cli_train(method:str='powerclip', # objective: clip, filip, sparc, powerclip
               precision:_choice('precision', tuple(PRECISIONS))='bf16', # CUDA autocast: fp32, bf16, fp16 (CPU: always fp32)
               device:str='auto', # auto (this rank's GPU, else MPS, else CPU), cpu, cuda, cuda:1, mps
               workers:nonneg_int=0, # data-loader processes
+              scene_cache:flag=False, # scenes: read them from shards cached in ~/.cache/powerset_align/scenes (made on first use, shared by later runs)
               compile:flag=False, # torch.compile the training step
               grad_checkpointing:flag=False, # recompute activations in backward (less memory)
               seed:nonneg_int=0, # seed of the weights, the data order and everything random
@@ -192,6 +193,9 @@ def cli_train(method:str='powerclip', # objective: clip, filip, sparc, powerclip
               compile=compile, grad_checkpointing=grad_checkpointing, pretrained=pretrained, tokenizer=tokenizer,
               skip_bad=skip_bad, image_root=image_root, columns=_columns(csv_image_key, csv_caption_key),
               instances_file=coco_instances, save_every=save_every, keep_last=keep_last)
+    if scene_cache:
+        if data != 'scenes': raise ValueError(f"scene_cache: only for --data scenes, got --data {data!r}")
+        kw['loader_kwargs'] = dict(store=True)
     if pretrained is not None: pooling = None       # keep the checkpoint's own pooling
     model, tok, hist = train_run(method, preset, data, steps, batch_size, lr, seed, out, not quiet and rank == 0, pooling,
                                  log_every, report_to, eval_every, run_args=args, **kw)

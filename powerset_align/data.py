@@ -403,41 +403,67 @@ def _gen_scene(seed, split, config):
     from powerset_align.scenes import generate_scene
     return generate_scene(seed, config, split=split)
 
+def _scene_store(store, n, start, split, config):
+    "The SceneStore of seeds start .. start+n-1 of our split, or None (store None/False: generate every scene)."
+    if store is None or store is False: return None
+    if store is True: kw = {}
+    elif isinstance(store, (str, os.PathLike)): kw = dict(root=store)
+    elif isinstance(store, dict) and set(store) <= {'root', 'shard_size'}: kw = store
+    else: raise ValueError(f"store: expected None, False, True (the default cache), a cache folder or a dict(root=, shard_size=), got {store!r}")
+    from powerset_align.scenes import SceneStore
+    return SceneStore(n, start, config, _SPLIT_GEN[split], **kw)
+
 class ScenesDataset(torch.utils.data.Dataset):
-    "A fixed set of `n` scenes of a split (evaluation), scene i = seed `base(split) + offset + i`."
+    "A fixed set of `n` scenes of a split (evaluation), scene i = seed `base(split) + offset + i`; generated, or read from a `SceneStore`."
     def __init__(self, n=512, # number of scenes
                  split='test', # 'train', 'val', 'test' or 'compositional'
                  config=None, # scenes.SceneConfig
-                 offset=0): # first seed within the split
+                 offset=0, # first seed within the split
+                 store=None): # None/False: generate each scene; True: read them from a SceneStore in the default cache; a folder: that cache; a dict: SceneStore's root, shard_size
         self.n, self.split, self.config, self.offset = n, split, config, offset
         self.gen, self.class_names = _scene_api(split, config)
         self.base = _SPLIT_BASE[split] + offset
+        self.store = _scene_store(store, n, self.base, split, config)
     def __len__(self): return self.n
     def seed_of(self, i): return self.base + i
-    def __getitem__(self, i):
-        if not 0 <= i < self.n: raise IndexError(f"i: expected 0 <= i < {self.n}, got {i}")
-        s = self.seed_of(i)
-        return scene_sample(self.gen(s), s, self.class_names)
+    def __getitem__(self, i): return self.__getitems__([i])[0]
+    def __getitems__(self, idx): # indices (a DataLoader asks for a batch at once)
+        "Sample dicts of scenes `idx`, from the store in one read per batch, or generated."
+        idx = [int(i) for i in idx]
+        if any(not 0 <= i < self.n for i in idx): raise IndexError(f"idx: expected indices in [0, {self.n}), got {idx}")
+        scs = self.store.__getitems__(idx) if self.store is not None else [self.gen(self.seed_of(i)) for i in idx]
+        return [scene_sample(s, self.seed_of(i), self.class_names) for i, s in zip(idx, scs)]
 
 class ScenesStream(torch.utils.data.IterableDataset):
-    "Infinite training stream of scenes: seed·2^32 + i, i = start, start+1, ... (worker-count independent)."
+    "Infinite training stream of scenes: seed·2^32 + i, i = start, start+1, ... (worker-count independent); generated, or read from a `SceneStore`."
     def __init__(self, seed=0, # stream seed
                  batch_size=32, # block size handed to one worker (use the loader's batch size)
                  split='train', config=None, # scenes.SceneConfig
                  start=0, # first index (to resume a stream)
-                 limit=None): # stop after this many scenes (None: infinite)
+                 limit=None, # stop after this many scenes (None: infinite)
+                 store=None): # None/False: generate; True: read from a SceneStore in the default cache (shards made on first use); a folder: that cache; a dict: SceneStore's root, shard_size
         self.seed, self.bs, self.split, self.config, self.start, self.limit = seed, batch_size, split, config, start, limit
         self.gen, self.class_names = _scene_api(split, config)
+        self.base = _SPLIT_BASE[split] + (seed << 32) + start    # seed of item 0
+        self.store = _scene_store(store, limit or max(1, (1 << 32) - start), self.base, split, config)
+    def build(self, n:int, # the stream's first n scenes
+              workers:int=0): # processes generating the missing shards (0: this process)
+        "Make the store's shards of the first `n` scenes now, in parallel (else each is made when first read); returns self."
+        from powerset_align.scenes import SceneStore
+        if self.store is None: raise ValueError("store: build needs a store-backed stream (store=True or a folder), got store=None")
+        s = self.store
+        SceneStore(min(n, s.n), s.start, s.config, s.split, s.dir.parent, s.shard_size).build(workers)
+        return self
     def __iter__(self):
         wi = torch.utils.data.get_worker_info()
         w, nw = (wi.id, wi.num_workers) if wi is not None else (0, 1)
         block = w
         while True:
-            for j in range(self.bs):
-                i = block * self.bs + j
-                if self.limit is not None and i >= self.limit: return
-                s = _SPLIT_BASE[self.split] + (self.seed << 32) + self.start + i
-                yield scene_sample(self.gen(s), s, self.class_names)
+            i0 = block * self.bs; i1 = i0 + self.bs if self.limit is None else min(i0 + self.bs, self.limit)
+            if i0 >= i1: return
+            if self.store is not None: scs = self.store.__getitems__(range(i0, i1))   # one read per block
+            else: scs = (self.gen(self.base + i) for i in range(i0, i1))
+            for i, s in zip(range(i0, i1), scs): yield scene_sample(s, self.base + i, self.class_names)
             block += nw
 
 # %% ../nbs/23_data.ipynb #81d997a4
@@ -597,11 +623,11 @@ def _seed_worker(seed, worker_id):
     random.seed(s); np.random.seed(s % 2**32); torch.manual_seed(s)
 
 def _dataset_for(data, split, seed, batch_size, skip_bad, n_eval, config, image_root, instances_file, limit,
-                 columns=None, check_images=True):
+                 columns=None, check_images=True, store=None):
     if isinstance(data, torch.utils.data.Dataset): return data
     if data == 'scenes':
-        if split == 'train': return ScenesStream(seed, batch_size, config=config, limit=limit)
-        return ScenesDataset(n_eval, split, config)
+        if split == 'train': return ScenesStream(seed, batch_size, config=config, limit=limit, store=store)
+        return ScenesDataset(n_eval, split, config, store=store)
     p, s = Path(data), str(data)
     if p.is_dir() and sorted(p.glob('*.tar')): return WebDatasetCaptions(sorted(str(x) for x in p.glob('*.tar')), skip_bad, split == 'train', seed)
     if p.suffix.lower() in ('.csv', '.tsv', '.jsonl', '.ndjson'): return CaptionFileDataset(p, image_root, skip_bad, check_images, columns)
@@ -642,11 +668,13 @@ def make_loader(data='scenes', # 'scenes', a path (CSV/TSV/JSONL, COCO JSON, .ta
                 limit=None, # scenes training stream: stop after this many scenes
                 columns=None, # CSV/JSONL field names, e.g. dict(image='filepath', caption='title')
                 check_images=True, # file datasets, up front: True reads each image's header, 'decode' decodes it, False neither
+                store=None, # scenes: None/False generate each scene; True reads them from a SceneStore in the default cache; a folder: that cache; a dict: SceneStore's root, shard_size
                 shuffle=None, drop_last=None, pin_memory=False,
                 **collate_kw): # more `Collator` arguments (max_leaves, max_nodes, min_size, ...)
     "DataLoader of `Batch`es for a data spec; deterministic given `seed` (and independent of num_workers for scenes)."
     tok = load_tokenizer(tokenizer, config)
-    ds = _dataset_for(data, split, seed, batch_size, skip_bad, n_eval, config, image_root, instances_file, limit, columns, check_images)
+    if store not in (None, False) and data != 'scenes': raise ValueError(f"store: only for data='scenes', got data={str(data)!r}")
+    ds = _dataset_for(data, split, seed, batch_size, skip_bad, n_eval, config, image_root, instances_file, limit, columns, check_images, store)
     iterable = isinstance(ds, torch.utils.data.IterableDataset)
     train = split == 'train'
     shuffle = (train and not iterable) if shuffle is None else shuffle

@@ -522,10 +522,27 @@ class SceneStore:
         lo = k * self.shard_size
         _pack_shard([generate_scene(s, self.config, self.split) for s in range(lo, lo + self.shard_size)], self._path(k))
 
+    def _make_once(self, k):
+        "Make shard k once among processes reading this store (DataLoader workers, parallel runs): whoever holds its lock makes it, the others make the next missing shards meanwhile."
+        try: import fcntl
+        except ImportError: return self._make(k)       # no file locks here: two readers may both make it (the same content)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        last = self.shards()[-1]
+        for j in range(k, min(k + 8, last) + 1):
+            if self._path(k).exists(): break
+            if j > k and self._path(j).exists(): continue
+            with open(self._path(j).with_suffix('.lock'), 'w') as f:
+                try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError: continue           # another process is making shard j
+                if not self._path(j).exists(): self._make(j)
+        with open(self._path(k).with_suffix('.lock'), 'w') as f:
+            fcntl.flock(f, fcntl.LOCK_EX)                   # wait for whoever makes shard k
+            if not self._path(k).exists(): self._make(k)
+
     def _shard(self, k):
         if k not in self._open:
             p = self._path(k)
-            if not p.exists(): self._make(k)
+            if not p.exists(): self._make_once(k)
             if len(self._open) >= 8: self._open.pop(next(iter(self._open)))
             d = {a: np.load(p / f'{a}.npy', mmap_mode='r' if a in ('images', 'masks') else None) for a in ('images', 'objects', 'masks', 'boxes')}
             head, *lines = (p / 'meta.jsonl').read_text().splitlines()   # plain data: a store directory may come from elsewhere

@@ -71,7 +71,9 @@ def _indexable(ds):
     if isinstance(ds, torch.utils.data.IterableDataset):
         if type(ds).__name__ == 'ScenesStream':
             from powerset_align.data import ScenesDataset
-            return ScenesDataset(n=1 << 32, split=ds.split, config=ds.config, offset=ds.seed << 32), None
+            st = getattr(ds, 'store', None)   # the same store, if any
+            st = None if st is None else dict(root=st.dir.parent, shard_size=st.shard_size)
+            return ScenesDataset(n=1 << 32, split=ds.split, config=ds.config, offset=ds.seed << 32, store=st), None
         return None
     if hasattr(ds, '__getitem__') and hasattr(ds, '__len__'): return ds, len(ds)
     return None
