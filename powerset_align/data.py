@@ -471,14 +471,14 @@ def _stable_int(*xs):
     "A process-independent 63-bit integer from values (Python's hash() is salted per process)."
     return zlib.crc32(repr(xs).encode()) | (zlib.adler32(repr(xs[::-1]).encode()) << 32)
 
-def _to_image_tensor(im, size):
-    "(3,size,size) float in [0,1] from a PIL image or a (3,H,W) tensor."
+def _to_image_tensor(im, size, clamp=True):
+    "(3,size,size) float in [0,1] from a PIL image or a (3,H,W) tensor (clamp=False: a tensor's values as they are; the collator clamps the stacked batch)."
     if torch.is_tensor(im):
         x = im.float()
         if x.ndim != 3 or x.shape[0] != 3: raise ValueError(f"image: expected a (3,H,W) tensor, got {tuple(x.shape)}")
         if size is not None and tuple(x.shape[1:]) != (size, size):
             x = F.interpolate(x[None], size=(size, size), mode='bilinear', antialias=True, align_corners=False)[0]
-        return x.clamp(0, 1)
+        return x.clamp(0, 1) if clamp else x
     im = im.convert('RGB')
     if size is not None and im.size != (size, size): im = im.resize((size, size), Image.BICUBIC)
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
@@ -519,7 +519,7 @@ class Collator:
     def _regions(self, samples):
         "region_masks (B,M,P), region_valid (B,M) and the region boxes per sample (plain floats until one tensor)."
         import random
-        M, lo, hi, rows = self.M, self.min_size, self.max_size, []
+        M, lo, hi, flat, lens = self.M, self.min_size, self.max_size, [], []
         for s in samples:
             bx = []
             if self.region_source != 'random':
@@ -533,11 +533,11 @@ class Collator:
                 for _ in range(M - len(bx)):   # the law of `random_boxes`
                     cx, cy, w, h = r.random(), r.random(), lo + (hi - lo) * r.random(), lo + (hi - lo) * r.random()
                     bx.append([max(cx - w / 2, 0.), max(cy - h / 2, 0.), min(cx + w / 2, 1.), min(cy + h / 2, 1.)])
-            rows.append(bx)
-        allb = torch.tensor([bx + [[0., 0., 0., 0.]] * (M - len(bx)) for bx in rows], dtype=torch.float32).view(len(rows), M, 4)
-        valid = torch.tensor([[j < len(bx) for j in range(M)] for bx in rows], dtype=torch.bool).view(len(rows), M)
+            lens.append(len(bx)); flat += [v for b in bx for v in b]; flat += [0.] * (4 * (M - len(bx)))   # padded rows
+        allb = torch.tensor(flat, dtype=torch.float32).view(len(lens), M, 4)
+        valid = torch.arange(M) < torch.tensor(lens, dtype=torch.long).view(-1, 1)
         masks = boxes_to_region_masks(allb, self.grid, self.binarize) * valid[..., None]
-        return masks, valid, [allb[b, :len(bx)] for b, bx in enumerate(rows)]
+        return masks, valid, [allb[b, :n] for b, n in enumerate(lens)]
 
     def _trees(self, samples, captions, offsets, T):
         from powerset_align import phrases
@@ -568,11 +568,11 @@ class Collator:
             warnings.warn(f"Collator: dropped {n0 - len(samples)} unreadable sample(s) from a batch ({self.n_dropped} so far)")
         if not samples: return None
         B = len(samples)
-        ims = [_to_image_tensor(s['image'], self.image_size) for s in samples]
+        ims = [_to_image_tensor(s['image'], self.image_size, clamp=False) for s in samples]
         if len({tuple(x.shape) for x in ims}) > 1:
             raise ValueError(f"image_size: expected an int when images differ in size, got None and shapes "
                              f"{sorted({tuple(x.shape) for x in ims})}")
-        images = torch.stack(ims)
+        images = torch.stack(ims).clamp_(0, 1)                    # one clamp for the batch
         captions = [s['caption'] for s in samples]
         enc = self.tok(captions, max_length=self.max_len)
         out = dict(images=images, input_ids=enc['input_ids'], attention_mask=enc['attention_mask'],
