@@ -226,6 +226,7 @@ def bench_scenes(shard_size:int=1024, # scenes per store shard
                  seed:int=7, # the training stream whose scenes are timed
                  workers:tuple=(0, 2), # loader processes compared (each on one thread)
                  loader_batches:int=8, # batches timed per loader, after its first
+                 clock:str='cpu', # the race's clock: 'cpu' (this process's CPU time: scenes per core-second, steadier on a shared machine) or 'wall'
                 ) -> dict: # scenes/s of each path, the store-over-generation ratios, and the loader's scenes/s per worker count
     "Scenes per second as training reads them: store reads and generation, as Scenes and as collated Batches, in one race on one thread; then the store-backed loader with 0 and more worker processes."
     from powerset_align.data import make_loader, ScenesStream
@@ -243,7 +244,7 @@ def bench_scenes(shard_size:int=1024, # scenes per store shard
         fns = {'generate': lambda: [generate_scene(base + i) for i in range(n_generate)], 'store': read,
                'generate_batch': lambda: list(make_loader('scenes', batch_size=min(batch, n_generate), limit=n_generate, **kw)),
                'store_batch': lambda: list(make_loader('scenes', batch_size=batch, limit=n_store, store=store, **kw))}
-        with one_thread(): r = {x['name']: x['ms'] / 1e3 for x in race(fns, rounds=rounds)}
+        with one_thread(): r = {x['name']: x['ms'] / 1e3 for x in race(fns, rounds=rounds, clock=clock)}
         loader = {}
         for w in workers:
             it = iter(make_loader('scenes', batch_size=batch, limit=n_loader, store=store, num_workers=w, **kw))
