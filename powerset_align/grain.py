@@ -73,14 +73,28 @@ class Attention(nn.Module):
         self.h, self.dropout = n_heads, dropout
         self.q, self.k, self.v, self.out = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
 
-    def forward(self, q, k, v, # (B, Lq, D), (B, Lk, D), (B, Lk, D) -> (B, Lq, D)
-                kv=None): # (k, v) already projected by self.k / self.v (then k and v are not used)
+    def forward(self, q, k, v): # (B, Lq, D), (B, Lk, D), (B, Lk, D) -> (B, Lq, D)
         B, Lq, D = q.shape
         split = lambda x: x.view(B, -1, self.h, D // self.h).transpose(1, 2)
-        kk, vv = (self.k(k), self.v(v)) if kv is None else kv
-        o = F.scaled_dot_product_attention(split(self.q(q)), split(kk), split(vv),
+        o = F.scaled_dot_product_attention(split(self.q(q)), split(self.k(k)), split(self.v(v)),
                                            dropout_p=self.dropout if self.training else 0.)
         return self.out(o.transpose(1, 2).reshape(B, Lq, D))
+
+    def attend_memory(self, q, # (1|B, Lq, D) queries; a batch of 1 is shared by every memory
+                      memory): # (B, Lk, D): the keys and the values are its projections by self.k and self.v
+        "`forward(q, memory, memory)` without dropout, computed in the memory's space: no (B, Lk, D) key or value tensor."
+        B, Lk, D = memory.shape
+        Bq, Lq, _ = q.shape
+        H, dh = self.h, D // self.h
+        qh = self.q(q).view(Bq, Lq, H, dh) / math.sqrt(dh)
+        # q.(W_k m + b_k) = (W_k^T q).m + q.b_k: each head's query mapped into the memory's space, the bias a per-query constant
+        qm = torch.einsum('bqhd,hde->bhqe', qh, self.k.weight.view(H, dh, D)).reshape(Bq, H * Lq, D)
+        c = torch.einsum('bqhd,hd->bhq', qh, self.k.bias.view(H, dh)).reshape(Bq, H * Lq, 1)
+        a = (qm.expand(B, -1, -1) @ memory.transpose(1, 2) + c).softmax(-1)              # (B, H*Lq, Lk)
+        # sum_j a_j (W_v m_j + b_v) = W_v (sum_j a_j m_j) + b_v, as the weights sum to 1
+        pooled = (a @ memory).view(B, H, Lq, D)
+        o = torch.einsum('bhqe,hde->bqhd', pooled, self.v.weight.view(H, dh, D)).reshape(B, Lq, D) + self.v.bias
+        return self.out(o)
 
 class DecoderLayer(nn.Module):
     "Pre-norm DETR decoder layer: self-attention, cross-attention to memory, FFN."
@@ -92,14 +106,16 @@ class DecoderLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, tgt, memory, query_pos, memory_pos=None, memory_kv=None):
-        "tgt (B, Q, D), memory (B, P, D), query_pos (1|B, Q, D), memory_pos (1|B, P, D), memory_kv: projected (k, v) -> (B, Q, D)"
+    def forward(self, tgt, memory, query_pos, memory_pos=None):
+        "tgt (1|B, Q, D) (a batch of 1 is shared by every image), memory (B, P, D), query_pos (1|B, Q, D), memory_pos (1|B, P, D) -> (B, Q, D)"
         q = self.norm1(tgt)
         qp = q + query_pos                                               # queries and keys of self-attention: one add
         tgt = tgt + self.drop(self.self_attn(qp, qp, q))
-        q = self.norm2(tgt)
-        k = memory if memory_pos is None else memory + memory_pos
-        tgt = tgt + self.drop(self.cross_attn(q + query_pos, k, memory, memory_kv))
+        q = self.norm2(tgt) + query_pos
+        if memory_pos is None and not (self.training and self.cross_attn.dropout):   # keys = values = memory
+            c = self.cross_attn.attend_memory(q, memory)
+        else: c = self.cross_attn(q.expand(len(memory), -1, -1), memory if memory_pos is None else memory + memory_pos, memory)
+        tgt = tgt + self.drop(c)
         return tgt + self.drop(self.ffn(self.norm3(tgt)))
 
 class QueryDecoder(nn.Module):
@@ -112,7 +128,7 @@ class QueryDecoder(nn.Module):
                  dropout:float=0., # (GRAIN: 0.1)
                  memory_pos:bool=False): # add 2-D sine positions to the memory keys (GRAIN: no)
         super().__init__()
-        self.dim, self.n_regions, self.memory_pos = dim, n_regions, memory_pos
+        self.dim, self.n_regions, self.memory_pos, self.dropout = dim, n_regions, memory_pos, dropout
         self.query_pos = nn.Embedding(n_regions + 1, dim)
         self.memory_norm = nn.LayerNorm(dim)
         self.layers = nn.ModuleList([DecoderLayer(dim, n_heads, ffn_dim, dropout) for _ in range(n_layers)])
@@ -129,12 +145,6 @@ class QueryDecoder(nn.Module):
         if key not in self._pos_cache: self._pos_cache[key] = sine_positions_2d(g, self.dim).to(device, dtype)[None]
         return self._pos_cache[key]
 
-    def _memory_kv(self, memory):
-        "Keys and values of every layer's cross-attention in one matrix product (they all read the same memory)."
-        lins = [lin for l in self.layers for lin in (l.cross_attn.k, l.cross_attn.v)]
-        kv = F.linear(memory, torch.cat([l.weight for l in lins]), torch.cat([l.bias for l in lins])).split(self.dim, -1)
-        return [kv[2 * i:2 * i + 2] for i in range(len(self.layers))]
-
     def forward(self, patch_embeds): # (B, P, D)
         "dict(boxes (B, Q, 4) cxcywh, region_embeds (B, Q, D), image_embed (B, D)), Q = n_regions; embeddings not normalised."
         if patch_embeds.ndim != 3 or patch_embeds.shape[-1] != self.dim:
@@ -143,10 +153,12 @@ class QueryDecoder(nn.Module):
         memory = self.memory_norm(patch_embeds)
         mpos = self._memory_pos(P, memory.device, memory.dtype)
         qpos = self.query_pos.weight[None]
-        tgt = torch.zeros(B, self.n_regions + 1, D, device=memory.device, dtype=memory.dtype)
-        kvs = self._memory_kv(memory) if mpos is None else [None] * len(self.layers)
-        for layer, kv in zip(self.layers, kvs): tgt = layer(tgt, memory, qpos, mpos, kv)
-        h = self.norm(tgt)
+        # the queries' content starts at zero for every image: without dropout, one copy serves the whole batch
+        # until the first cross-attention
+        shared = not (self.training and self.dropout)
+        tgt = torch.zeros(1 if shared else B, self.n_regions + 1, D, device=memory.device, dtype=memory.dtype)
+        for layer in self.layers: tgt = layer(tgt, memory, qpos, mpos)
+        h = self.norm(tgt.expand(B, -1, -1))
         hr, hi = h[:, :self.n_regions], h[:, self.n_regions]
         return dict(boxes=self.box_head(hr).sigmoid(), region_embeds=self.region_proj(hr), image_embed=self.image_proj(hi))
 

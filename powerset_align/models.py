@@ -246,59 +246,94 @@ class DualEncoder(nn.Module):
             g = (tok * w).sum(1) / w.sum(1).clamp(min=1)
         return _l2(g), tok
 
+    def _unique_texts(self, ids, # (R, T) long
+                      mask): # (R, T) bool
+        "The distinct non-empty rows of (ids, mask): their ids (U, T), masks (U, T), which rows are non-empty (R,) and each such row's distinct text (n,)."
+        idx = mask.any(-1).nonzero().squeeze(-1)
+        T = ids.shape[1]
+        u, inv = torch.unique(torch.cat([ids[idx], mask[idx].long()], -1), dim=0, return_inverse=True)   # identical rows once
+        return u[:, :T], u[:, T:].bool(), idx, inv
+
     def encode_text_rows(self, ids, # (B, N, T) long: N texts per sample (descriptions, negatives)
                          mask, # (B, N, T) bool
                         ):
-        "L2-normalised global embeddings (B, N, D) of N texts per sample; all-pad rows give zeros and cost nothing."
+        "L2-normalised global embeddings (B, N, D) of N texts per sample; all-pad rows give zeros and cost nothing, a text repeated in the batch is encoded once."
         if ids.ndim != 3 or mask.shape != ids.shape:
             raise ValueError(f"ids and mask must both have shape (B, N, T), got {tuple(ids.shape)} and {tuple(mask.shape)}")
         B, N, T = ids.shape
-        ids, mask = ids.reshape(B * N, T), mask.reshape(B * N, T).bool()
-        idx = mask.any(-1).nonzero().squeeze(-1)
+        uid, um, idx, inv = self._unique_texts(ids.reshape(B * N, T), mask.reshape(B * N, T).bool())
         out = self.logit_scale.new_zeros(B * N, self.config.embed_dim)
         if len(idx):
-            cols = int(mask[idx].any(0).nonzero().max()) + 1 # drop trailing all-pad columns
-            g, _ = self.encode_text(ids[idx, :cols], mask[idx, :cols])
-            out = out.to(g.dtype).index_copy(0, idx, g)
+            cols = int(um.any(0).nonzero().max()) + 1 # drop trailing all-pad columns
+            g, _ = self.encode_text(uid[:, :cols], um[:, :cols])
+            out = out.to(g.dtype).index_copy(0, idx, g[inv])
         return out.view(B, N, -1)
+
+    def _text_spans(self, ids, mask):
+        "Positions (R,) a text needs: up to its last valid token, and up to its pooled token with 'cls' pooling."
+        ar = torch.arange(ids.shape[1], device=ids.device)
+        span = (torch.where(mask, ar, -1).amax(-1) + 1).clamp(min=1)
+        return torch.maximum(span, self._pool_index(ids, mask) + 1) if self.config.pooling == 'cls' else span
 
     def encode_text_packed(self, input_ids, # (B, T) long captions
                            attention_mask, # (B, T) bool
                            rows_ids, # (B, N, Tr) long: N more texts per sample (descriptions)
                            rows_mask, # (B, N, Tr) bool
                           ):
-        "`encode_text` of the captions and `encode_text_rows` of the rows in one text-tower call: (B, D), (B, T, D), (B, N, D)."
+        "`encode_text` of the captions and `encode_text_rows` of the rows in one text-tower call: (B, D), (B, T, D) (zeros after each caption), (B, N, D)."
         if self.config.text_type != 'clip': raise ValueError(f"packing needs text_type='clip', got {self.config.text_type!r}")
         B, T = input_ids.shape
         if rows_ids.ndim != 3 or rows_mask.shape != rows_ids.shape or rows_ids.shape[0] != B:
             raise ValueError(f"rows_ids and rows_mask must both have shape ({B}, N, Tr), got {tuple(rows_ids.shape)} and {tuple(rows_mask.shape)}")
         if max(T, rows_ids.shape[2]) > self.config.max_length:
             raise ValueError(f"texts have {max(T, rows_ids.shape[2])} positions, the text tower has max_length={self.config.max_length}")
-        N, dev = rows_ids.shape[1], input_ids.device
-        rm = rows_mask.bool()
-        Tr = int(rm.flatten(0, 1).any(0).nonzero().max()) + 1 if rm.any() else 1   # drop trailing all-pad columns
-        rows_ids, rm = rows_ids[..., :Tr], rm[..., :Tr]
-        # one sequence per sample: its caption, then its N texts; each text sees only itself (causally), positions restart
-        seg = torch.cat([torch.zeros(T, dtype=torch.long, device=dev), torch.arange(1, N + 1, device=dev).repeat_interleave(Tr)])
-        pos = torch.cat([torch.arange(T, device=dev), torch.arange(Tr, device=dev).repeat(N)])
-        valid = torch.cat([attention_mask.bool(), rm.reshape(B, N * Tr)], 1)
-        allow = (seg[:, None] == seg[None]) & torch.ones(len(seg), len(seg), dtype=torch.bool, device=dev).tril()
+        N, Tr, dev = rows_ids.shape[1], rows_ids.shape[2], input_ids.device
+        am = attention_mask.bool()
+        uid, um, idx, inv = self._unique_texts(rows_ids.reshape(B * N, Tr), rows_mask.reshape(B * N, Tr).bool())
+        U = len(uid)
+        cspan = self._text_spans(input_ids, am)                               # (B,) positions each caption needs
+        S = int(self._text_spans(uid, um).max()) if U else 1                  # one slot per distinct text
+        uid, um = uid[:, :S], um[:, :S]
+        # layout: caption b starts row b; the texts fill the slots left after the captions, then rows of their own
+        L = max(T, S)
+        cap = (L - cspan) // S                                                # (B,) free slots after each caption
+        k = L // S
+        extra = -(-max(U - int(cap.sum()), 0) // k)
+        caps = torch.cat([cap, torch.full((extra,), k, dtype=cap.dtype, device=dev)])
+        ends = caps.cumsum(0)
+        j = torch.arange(U, device=dev)
+        row = torch.searchsorted(ends, j, right=True)
+        slot = j - (ends - caps)[row]
+        start = torch.where(row < B, cspan[row.clamp(max=B - 1)], 0) + slot * S
+        R = B + extra
+        pad = self.config.pad_id if self.config.pad_id is not None else 0
+        ids = input_ids.new_full((R, L), pad); valid = torch.zeros(R, L, dtype=torch.bool, device=dev)
+        seg = torch.full((R, L), -1, dtype=torch.long, device=dev); pos = torch.zeros(R, L, dtype=torch.long, device=dev)
+        ar = torch.arange(T, device=dev)
+        ids[:B, :T], valid[:B, :T], pos[:B, :T] = input_ids, am, ar
+        seg[:B, :T] = torch.where(ar < cspan[:, None], 0, -1)
+        flat = (row * L + start)[:, None] + torch.arange(S, device=dev)      # (U, S) positions of each text
+        ids.view(-1)[flat], valid.view(-1)[flat] = uid, um
+        seg.view(-1)[flat] = (slot + 1)[:, None].expand(U, S)
+        pos.view(-1)[flat] = torch.arange(S, device=dev).expand(U, S)
+        # each text sees only itself, causally; positions restart at 0 for each text
+        allow = (seg[:, :, None] == seg[:, None]) & torch.ones(L, L, dtype=torch.bool, device=dev).tril() & valid[:, None]
         dt = self.text_projection.weight.dtype
-        mask = torch.zeros(B, 1, len(seg), len(seg), dtype=dt, device=dev).masked_fill(~(allow[None] & valid[:, None])[:, None], torch.finfo(dt).min)
+        mask = torch.zeros(R, 1, L, L, dtype=dt, device=dev).masked_fill(~allow[:, None], torch.finfo(dt).min)
         e = self.text.embeddings
-        h = e.token_embedding(torch.cat([input_ids, rows_ids.reshape(B, N * Tr)], 1)) + e.position_embedding(pos)[None]
+        h = e.token_embedding(ids) + e.position_embedding(pos)
         h = self.text.final_layer_norm(self.text.encoder(inputs_embeds=h, attention_mask=mask).last_hidden_state)
-        tok = self.text_projection(h)
-        ctok, rtok = tok[:, :T], tok[:, T:].reshape(B, N, Tr, -1)
-        m = attention_mask.bool()
+        tok = self.text_projection(h)                                         # (R, L, D)
+        ctok = tok[:B, :T] * (ar < cspan[:, None]).unsqueeze(-1).to(tok.dtype)
+        rtok = tok.flatten(0, 1)[flat]                                        # (U, S, D)
         if self.config.pooling == 'cls':
-            g = ctok[torch.arange(B, device=dev), self._pool_index(input_ids, m)]
-            j = self._pool_index(rows_ids.reshape(B * N, Tr), rm.reshape(B * N, Tr)).view(B, N, 1, 1)
-            r = rtok.gather(2, j.expand(B, N, 1, rtok.shape[-1])).squeeze(2)
+            g = ctok[torch.arange(B, device=dev), self._pool_index(input_ids, am)]
+            r = rtok[torch.arange(U, device=dev), self._pool_index(uid, um)]
         else:
-            w = m.to(tok.dtype).unsqueeze(-1); g = (ctok * w).sum(1) / w.sum(1).clamp(min=1)
-            w = rm.to(tok.dtype).unsqueeze(-1); r = (rtok * w).sum(2) / w.sum(2).clamp(min=1)
-        return _l2(g), ctok, _l2(r) * rm.any(-1, keepdim=True).to(r.dtype)
+            w = am.to(tok.dtype).unsqueeze(-1); g = (ctok * w).sum(1) / w.sum(1).clamp(min=1)
+            w = um.to(tok.dtype).unsqueeze(-1); r = (rtok * w).sum(1) / w.sum(1).clamp(min=1)
+        rows = self.logit_scale.new_zeros(B * N, self.config.embed_dim).to(r.dtype).index_copy(0, idx, _l2(r)[inv])
+        return _l2(g), ctok, rows.view(B, N, -1)
 
     def set_grad_checkpointing(self, enable:bool=True): # recompute tower activations in backward (less memory)
         "Turn activation checkpointing of both towers on or off (same gradients, less memory, ~30% more compute)."
@@ -315,12 +350,12 @@ class DualEncoder(nn.Module):
     def forward(self, batch, # a `Batch` (or any object with .images, .input_ids, .attention_mask, ...)
                 descriptions:bool=False, # also encode batch.desc_ids -> desc_embeds
                 negatives:bool=False, # also encode batch.neg_ids -> neg_embeds
-                pack:bool=False, # with descriptions: captions and descriptions in one text-tower call (`encode_text_packed`)
+                pack:bool=True, # with descriptions: captions and descriptions in one text-tower call (`encode_text_packed`; CLIP text towers)
                ) -> DualEncoderOutput:
         "Encode a batch into a `DualEncoderOutput`."
         img, patches = self.encode_image(batch.images)
         am = getattr(batch, 'attention_mask', None)
-        if descriptions and pack:   # captions and descriptions in one text-tower call
+        if descriptions and pack and self.config.text_type == 'clip':   # captions and descriptions in one text-tower call
             am = torch.ones_like(batch.input_ids, dtype=torch.bool) if am is None else am
             txt, tokens, desc = self.encode_text_packed(batch.input_ids, am, batch.desc_ids, batch.desc_mask)
         else:
