@@ -8,13 +8,21 @@ __all__ = ['LOG2', 'AUTO_CHUNK_ELEMS', 'node_scores', 'exact_t2r', 'exact_r2t', 
            'explore_nla', 'toy_scene', 'show_toy_alignment']
 
 # %% ../nbs/10_powerset.ipynb #ecc100a0
+import ctypes
+import hashlib
 import math
+import os
+import platform
+import subprocess
+import tempfile
 import time
 import warnings
 from functools import partial
+from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 # %% ../nbs/10_powerset.ipynb #1447b8ef
 LOG2 = math.log(2.0)
@@ -324,10 +332,14 @@ def _softplus_rows(x, lin, dim):
     "sum over the region dim `dim` of softplus(x) -> (..., K) from scaled scores x, consumed in place; lin = x.sum(dim)."
     return 0.5 * (lin + x.abs_().sum(dim)) - _logsig_sum(x, dim)    # softplus(x) = (x + |x|)/2 - log sigmoid(|x|)
 
+def _nla_dtype(S0, nl):
+    "The dtype S-bar is computed in: the promoted one, but at least float32."
+    dt = torch.promote_types(S0.dtype, nl.dtype)
+    return dt if dt.is_floating_point and torch.finfo(dt).bits >= 32 else torch.float32
+
 def _nla_prep(S0, nl, rv, nv):
     "Float (>= 32 bit) copies of S0 and node_leaf with the invalid regions / nodes zeroed."
-    dt = torch.promote_types(S0.dtype, nl.dtype)
-    if not dt.is_floating_point or torch.finfo(dt).bits < 32: dt = torch.float32
+    dt = _nla_dtype(S0, nl)
     S0, nl = S0.to(dt), nl.to(dt)
     if rv is not None: S0 = torch.where(rv[..., None], S0, 0.)
     if nv is not None: nl = torch.where(nv[..., None], nl, 0.)
@@ -400,6 +412,406 @@ class _NLA(torch.autograd.Function):
             gnl = gnl.sum_to_size(nl_shape).to(nl_dt)
         return gS0, gnl, None, None, None, None, None
 
+# %% ../nbs/10_powerset.ipynb #ca51bc14
+_NLA_CPP = r'''
+// Fused NLA (S-bar = NLA-T1 + NLA-T2) forward and closed-form backward, one loop per pair.
+// Vectorised over nodes with GCC/Clang vector extensions (32-byte vectors: AVX2 where the compiler targets it).
+#include <cstdint>
+#include <cmath>
+#include <vector>
+#include <thread>
+#include <algorithm>
+
+template <class T> struct VT;
+template <> struct VT<float>  { typedef float V __attribute__((vector_size(32))); typedef int32_t I __attribute__((vector_size(32))); };
+template <> struct VT<double> { typedef double V __attribute__((vector_size(32))); typedef int64_t I __attribute__((vector_size(32))); };
+
+// e^-a for 0 <= a <= 40: a = n ln2 + r, |r| <= ln2/2; e^-r by its Taylor polynomial; 2^-n built in the exponent bits
+static inline VT<float>::V exp_neg(VT<float>::V a) {
+    typedef VT<float>::V V; typedef VT<float>::I I;
+    I n = __builtin_convertvector(a * 1.44269504088896341f + 0.5f, I);
+    V nf = __builtin_convertvector(n, V);
+    V y = nf * 0.693145751953125f - a + nf * 1.42860682030941723212e-6f;   // -r, the split ln 2 keeps it exact
+    V q = 1.f / 720 + y * (1.f / 5040); q = 1.f / 120 + y * q; q = 1.f / 24 + y * q; q = 1.f / 6 + y * q;
+    q = 0.5f + y * q; q = 1.f + y * q; q = 1.f + y * q;
+    I b = (127 - n) << 23;
+    V s; __builtin_memcpy(&s, &b, sizeof s);
+    return q * s;
+}
+static inline VT<double>::V exp_neg(VT<double>::V a) {
+    typedef VT<double>::V V; typedef VT<double>::I I;
+    I n = __builtin_convertvector(a * 1.4426950408889634074 + 0.5, I);
+    V nf = __builtin_convertvector(n, V);
+    V y = nf * 6.93147180369123816490e-01 - a + nf * 1.90821492927058770002e-10;
+    V q = 1.0 / 6227020800.0 + y * (1.0 / 87178291200.0);           // 1/13!, 1/14!
+    const double c[] = {1.0 / 479001600, 1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320, 1.0 / 5040,
+                        1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1.0, 1.0};
+    for (double ci : c) q = ci + y * q;
+    I b = ((int64_t)1023 - n) << 52;
+    V s; __builtin_memcpy(&s, &b, sizeof s);
+    return q * s;
+}
+
+// |x| and min(|x|, 40) with integer operations on the bits (non-negative floats order like their bit patterns;
+// a NaN's pattern lies above 40's, so it becomes 40 as with a comparison, and the NaN travels on through |x|)
+template <class T> struct Bits;
+template <> struct Bits<float> { typedef VT<float>::I I; static constexpr int32_t sign = 0x7fffffff, forty = 0x42200000; };
+template <> struct Bits<double> { typedef VT<double>::I I; static constexpr int64_t sign = 0x7fffffffffffffffLL, forty = 0x4044000000000000LL; };
+template <class V> static inline void vabs40(V x, V& a, V& a40) {
+    typedef decltype(+x[0]) T; typedef typename Bits<T>::I I;
+    I b; __builtin_memcpy(&b, &x, sizeof b);
+    b &= Bits<T>::sign; __builtin_memcpy(&a, &b, sizeof a);
+    b = b < Bits<T>::forty ? b : Bits<T>::forty; __builtin_memcpy(&a40, &b, sizeof a40);
+}
+// sigmoid(x) with x clamped to [-40, 40], as torch.sigmoid of the clamped score
+template <class V> static inline V vsigmoid(V x) {
+    V a, a40; vabs40(x, a, a40);
+    V e = exp_neg(a40);
+    V r = 1 / (1 + e);
+    return x >= 0 ? r : e * r;
+}
+
+constexpr int MAXDIM = 16;
+struct Problem {
+    // batch dims in the order the pairs are visited (the dims node_leaf is broadcast over innermost, so that consecutive
+    // pairs share it); per dim the strides of S0, node_leaf, region_valid, node_valid (0 where broadcast) and the output
+    int nb; int64_t shape[MAXDIM], st[5][MAXDIM];
+    int64_t M, L, K;
+    int64_t s0_m, s0_l, nl_k, nl_l, rv_m, nv_k;      // inner strides
+    const uint8_t *rv, *nv;
+    double tau, beta, zeta;
+};
+
+// log x for positive normal x: x = 2^e m with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(t), t = (m - 1)/(m + 1), |t| < 0.172
+static inline VT<float>::V vlog(VT<float>::V x) {
+    typedef VT<float>::V V; typedef VT<float>::I I;
+    I b; __builtin_memcpy(&b, &x, sizeof b);
+    b -= 0x3f3504f3;                                    // so that m lands in [sqrt(1/2), sqrt(2))
+    I e = b >> 23; b = (b & 0x7fffff) + 0x3f3504f3;
+    V m; __builtin_memcpy(&m, &b, sizeof m);
+    V t = (m - 1) / (m + 1), t2 = t * t;
+    V q = 2.f / 9 + t2 * (2.f / 11); q = 2.f / 7 + t2 * q; q = 2.f / 5 + t2 * q; q = 2.f / 3 + t2 * q; q = 2.f + t2 * q;
+    return __builtin_convertvector(e, V) * 0.693147180559945309f + t * q;
+}
+static inline VT<double>::V vlog(VT<double>::V x) {
+    typedef VT<double>::V V; typedef VT<double>::I I;
+    I b; __builtin_memcpy(&b, &x, sizeof b);
+    b -= 0x3fe6a09e667f3bcdLL;
+    I e = b >> 52; b = (b & 0xfffffffffffffLL) + 0x3fe6a09e667f3bcdLL;
+    V m; __builtin_memcpy(&m, &b, sizeof m);
+    V t = (m - 1) / (m + 1), t2 = t * t;
+    V q = 2.0 / 23 + t2 * (2.0 / 25);
+    for (int k = 21; k >= 1; k -= 2) q = 2.0 / k + t2 * q;
+    return __builtin_convertvector(e, V) * 0.693147180559945309 + t * q;
+}
+
+template <class T> struct Work {   // one thread's pass over its pairs; scratch: a few vectors per node block, nothing of the scores' size
+    typedef typename VT<T>::V V;
+    static constexpr int W = 32 / sizeof(T);
+    const Problem& P; const int64_t KB;
+    std::vector<V> nlT, valid, coef, gT;
+    int64_t idx[MAXDIM] = {0}, o[5] = {0, 0, 0, 0, 0}, last_nl = -1, last_nv = -1, nk = 0, nm = 0;
+    Work(const Problem& P_, int64_t p) : P(P_), KB((P_.K + W - 1) / W), nlT(P_.L * KB), valid(KB),
+                                         coef(3 * KB), gT(P_.L * KB) {
+        for (int d = P.nb - 1; d >= 0; --d) { idx[d] = p % P.shape[d]; p /= P.shape[d]; }
+        for (int d = 0; d < P.nb; ++d) for (int t = 0; t < 5; ++t) o[t] += idx[d] * P.st[t][d];
+    }
+    void next() {   // the offsets of the next pair: the batch index counts up like an odometer
+        for (int d = P.nb - 1; d >= 0; --d) {
+            if (++idx[d] < P.shape[d]) { for (int t = 0; t < 5; ++t) o[t] += P.st[t][d]; return; }
+            for (int t = 0; t < 5; ++t) o[t] -= (P.shape[d] - 1) * P.st[t][d];
+            idx[d] = 0;
+        }
+    }
+    // this pair's node_leaf, transposed to (L, K) in lanes of nodes; masked and padding nodes are zero
+    void load(const T* nl) {
+        nm = P.M;
+        if (P.rv) { nm = 0; for (int64_t m = 0; m < P.M; ++m) nm += P.rv[o[2] + m * P.rv_m] != 0; }
+        if (o[1] == last_nl && o[3] == last_nv) return;
+        last_nl = o[1]; last_nv = o[3]; nk = 0;
+        T* t = (T*)nlT.data(); T* v = (T*)valid.data();
+        for (int64_t k = 0; k < KB * W; ++k) {
+            bool ok = k < P.K && (!P.nv || P.nv[o[3] + k * P.nv_k]);
+            v[k] = ok; nk += ok;
+            const T* row = nl + o[1] + k * P.nl_k;
+            for (int64_t l = 0; l < P.L; ++l) t[l * KB * W + k] = ok ? row[l * P.nl_l] : T(0);
+        }
+    }
+    inline const T* row(const T* S0, int64_t m) const { return S0 + o[0] + m * P.s0_m; }
+    inline bool region_ok(int64_t m) const { return !P.rv || P.rv[o[2] + m * P.rv_m]; }
+    inline V score(const T* r, int64_t b) const {   // s[m, block b] = sum_l S0[m, l] node_leaf[k, l]
+        V s = r[0] * nlT[b];
+        for (int64_t l = 1; l < P.L; ++l) s += r[l * P.s0_l] * nlT[l * KB + b];
+        return s;
+    }
+
+    // sum over valid regions of softplus(x) = sum (x + |x|)/2 + log prod (1 + e^-min(|x|, 40)), <= 64 factors in [1, 2] per product
+    struct SP {
+        V lin = {}, abs = {}, prod = (V){} + 1, logs = {};
+        inline void add(V x) { V a, a40; vabs40(x, a, a40); lin += x; abs += a; prod *= 1 + exp_neg(a40); }
+        inline void flush() { logs += vlog(prod); prod = (V){} + 1; }
+        inline V sum() const { return T(0.5) * (lin + abs) + logs + vlog(prod); }
+    };
+
+    // node block b: s1 = sum_m softplus(s/tau); with TWO also s2 = sum_m softplus(beta s), lin = sum_m beta s; else lin = sum_m s/tau
+    template <bool TWO> inline void region_sums(const T* S0, int64_t b, T itau, T beta, V& s1, V& lin, V& s2) const {
+        SP a, c;
+        int cnt = 0;
+        for (int64_t m = 0; m < P.M; ++m) {
+            if (!region_ok(m)) continue;
+            V s = score(row(S0, m), b);
+            a.add(s * itau);
+            if (TWO) c.add(s * beta);
+            if (++cnt == 64) { cnt = 0; a.flush(); if (TWO) c.flush(); }
+        }
+        s1 = a.sum(); lin = a.lin;
+        if (TWO) { s2 = c.sum(); lin = c.lin; }
+    }
+
+    // G pairs at a time: first the node sums of each (long independent chains), then layer 3 of each (short serial tails),
+    // so that the core overlaps one pair's tail with the next pair's work
+    static constexpr int G = 16;
+    void forward(const T* S0, const T* nl, T* out, T* pk, int64_t count) {
+        const int64_t K = P.K;
+        const bool two = std::fabs(P.beta * P.tau - 1.0) >= 1e-12;
+        const T itau = T(1.0 / P.tau), beta = T(P.beta), z = T(P.zeta), hz = T(0.5 * (1 - P.zeta));
+        for (int g = 0; g < count; ++g, next()) {
+            load(nl);
+            gp[g] = o[4]; gnk[g] = nm == 0 ? 0 : nk;
+            if (gnk[g] == 0) continue;
+            const T nln2 = T(nm * 0.6931471805599453);
+            V t1 = {};
+            for (int64_t b = 0; b < KB; ++b) {
+                V s1, lin, s2 = {};
+                if (two) region_sums<true>(S0, b, itau, beta, s1, lin, s2); else region_sums<false>(S0, b, itau, beta, s1, lin, s2);
+                t1 += valid[b] * s1;
+                V u = hz * lin + z * ((two ? s2 : s1) - nln2);
+                gu[g * KB + b] = valid[b] != 0 ? u : (V){} - INFINITY;   // masked nodes leave the LSE
+            }
+            gt1[g] = t1;
+        }
+        // layer 3: T1 = tau * mean over valid nodes; T2 = LSE over valid nodes / beta
+        for (int g = 0; g < count; ++g) {
+            const int64_t p = gp[g];
+            if (gnk[g] == 0) { out[p] = 0; if (pk) for (int64_t k = 0; k < K; ++k) pk[p * K + k] = 0; continue; }
+            V* u = &gu[g * KB];
+            V umax = u[0];
+            for (int64_t b = 1; b < KB; ++b) umax = umax > u[b] ? umax : u[b];
+            T mx = umax[0], t1 = gt1[g][0];
+            for (int j = 1; j < W; ++j) { mx = std::max(mx, umax[j]); t1 += gt1[g][j]; }
+            V se = {};
+            for (int64_t b = 0; b < KB; ++b) {   // terms below e^-40 of the max (and masked nodes) drop out
+                V a = mx - u[b];
+                u[b] = a < 40 ? exp_neg(a < 40 ? a : (V){}) : (V){};
+                se += u[b];
+            }
+            T sum = se[0];
+            for (int j = 1; j < W; ++j) sum += se[j];
+            if (pk) { const T* e = (const T*)u; for (int64_t k = 0; k < K; ++k) pk[p * K + k] = e[k] / sum; }
+            out[p] = T(P.tau) * t1 / T(gnk[g]) + (mx + std::log(sum)) / beta;
+        }
+    }
+    std::vector<V> gu = std::vector<V>(G * KB), gt1 = std::vector<V>(G);
+    int64_t gp[G], gnk[G];
+
+    void backward(const T* S0, const T* nl, const T* g, const T* pk, T* gS0, T* gnl) {   // gnl: this thread's node_leaf-shaped sums
+        load(nl);
+        const int64_t p = o[4];
+        const int64_t M = P.M, L = P.L, K = P.K;
+        T* gs = gS0 ? gS0 + p * M * L : nullptr;
+        T* gn = gnl ? gnl + o[1] : nullptr;   // node_leaf's gradient is summed over the pairs that share it
+        if (gs) std::fill(gs, gs + M * L, T(0));
+        if (nm == 0 || nk == 0 || g[p] == 0) return;
+        const bool two = std::fabs(P.beta * P.tau - 1.0) >= 1e-12;
+        const T itau = T(1.0 / P.tau), beta = T(P.beta), gp = g[p], z = T(P.zeta);
+        // d S-bar / d s_mk = A_k sigmoid(s/tau) + B_k sigmoid(beta s) + C_k
+        T* A = (T*)coef.data(); T* B = A + KB * W; T* C = B + KB * W; const T* v = (const T*)valid.data();
+        for (int64_t k = 0; k < KB * W; ++k) {
+            T pkk = k < K && v[k] ? pk[p * K + k] : T(0);
+            A[k] = v[k] * gp / T(nk); B[k] = gp * z * pkk; C[k] = gp * T(0.5) * (1 - z) * pkk;
+            if (!two) A[k] += B[k];
+        }
+        for (int64_t i = 0; i < L * KB; ++i) gT[i] = (V){};
+        for (int64_t b = 0; b < KB; ++b) {
+            const V a = coef[b], bb = coef[KB + b], c = coef[2 * KB + b];
+            for (int64_t m = 0; m < M; ++m) {
+                if (!region_ok(m)) continue;
+                const T* r = row(S0, m);
+                V s = score(r, b);
+                V ds = a * vsigmoid(s * itau) + c;
+                if (two) ds += bb * vsigmoid(s * beta);
+                for (int64_t l = 0; l < L; ++l) {
+                    gT[l * KB + b] += ds * r[l * P.s0_l];
+                    if (gs) { V q = ds * nlT[l * KB + b]; T t = 0; for (int j = 0; j < W; ++j) t += q[j]; gs[m * L + l] += t; }
+                }
+            }
+        }
+        if (gn) { const T* t = (const T*)gT.data(); for (int64_t k = 0; k < K; ++k) for (int64_t l = 0; l < L; ++l) gn[k * P.nl_k + l * P.nl_l] += t[l * KB * W + k]; }
+    }
+};
+
+template <class F> static void parallel(int64_t n, int nthreads, F f) {   // f(thread, first pair, end)
+    int nt = (int)std::max<int64_t>(1, std::min<int64_t>(nthreads, n));
+    if (nt == 1) { f(0, 0, n); return; }
+    std::vector<std::thread> ts;
+    for (int t = 0; t < nt; ++t) ts.emplace_back(f, t, n * t / nt, n * (t + 1) / nt);
+    for (auto& th : ts) th.join();
+}
+
+template <class T>
+static void fwd(const Problem& P, const T* S0, const T* nl, int64_t n, T* out, T* pk, int nthreads) {
+    parallel(n, nthreads, [&](int, int64_t a, int64_t b) { Work<T> w(P, a); for (int64_t p = a; p < b; p += w.G) w.forward(S0, nl, out, pk, std::min<int64_t>(w.G, b - p)); });
+}
+template <class T>
+static void bwd(const Problem& P, const T* S0, const T* nl, const T* g, const T* pk, int64_t n, T* gS0, T* gnl, int64_t nl_size, int nthreads) {
+    parallel(n, nthreads, [&](int t, int64_t a, int64_t b) {
+        Work<T> w(P, a);
+        T* gn = gnl ? gnl + t * nl_size : nullptr;
+        for (int64_t p = a; p < b; ++p, w.next()) w.backward(S0, nl, g, pk, gS0, gn);
+    });
+}
+
+// ints = (float64?, threads, pairs, nb, M, L, K, S0's stride over m and l, node_leaf's over k and l, region_valid's over m,
+//         node_valid's over k, then the nb batch sizes and per batch dim the strides of S0, node_leaf, region_valid, node_valid:
+//         nb each, 0 where the tensor is broadcast); reals = (tau, beta, zeta)
+static Problem problem(const int64_t* ints, const uint8_t* rv, const uint8_t* nv, const double* reals) {
+    const int nb = (int)ints[3];
+    const int64_t *in = ints + 4, *bshape = ints + 13, *bst = bshape + nb;
+    Problem P{0, {}, {}, in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], in[8], rv, nv, reals[0], reals[1], reals[2]};
+    int64_t ost[MAXDIM], n = 1;
+    for (int d = nb - 1; d >= 0; --d) { ost[d] = n; n *= bshape[d]; }
+    for (int pass = 0; pass < 2; ++pass)
+        for (int d = 0; d < nb; ++d) {
+            bool shared = bst[nb + d] == 0 && bst[3 * nb + d] == 0;   // node_leaf and node_valid broadcast over dim d
+            if (shared != (pass == 1)) continue;
+            P.shape[P.nb] = bshape[d];
+            for (int t = 0; t < 4; ++t) P.st[t][P.nb] = bst[t * nb + d];
+            P.st[4][P.nb++] = ost[d];
+        }
+    return P;
+}
+
+extern "C" {
+// ptrs = (S0, node_leaf, region_valid or null, node_valid or null, out (pairs), p (pairs, K) or null)
+int nla_forward(const int64_t* ints, void* const* ptrs, const double* reals) {
+    if (ints[3] > MAXDIM) return 1;
+    Problem P = problem(ints, (const uint8_t*)ptrs[2], (const uint8_t*)ptrs[3], reals);
+    if (ints[0]) fwd<double>(P, (const double*)ptrs[0], (const double*)ptrs[1], ints[2], (double*)ptrs[4], (double*)ptrs[5], (int)ints[1]);
+    else fwd<float>(P, (const float*)ptrs[0], (const float*)ptrs[1], ints[2], (float*)ptrs[4], (float*)ptrs[5], (int)ints[1]);
+    return 0;
+}
+// ptrs = (S0, node_leaf (contiguous), region_valid or null, node_valid or null, g (pairs), p (pairs, K), dS0 (pairs, M, L) or null,
+//         dnode_leaf or null: zeros, one node_leaf-sized block per thread; ints[13 + 5 nb] = node_leaf's size)
+int nla_backward(const int64_t* ints, void* const* ptrs, const double* reals) {
+    if (ints[3] > MAXDIM) return 1;
+    Problem P = problem(ints, (const uint8_t*)ptrs[2], (const uint8_t*)ptrs[3], reals);
+    if (ints[0]) bwd<double>(P, (const double*)ptrs[0], (const double*)ptrs[1], (const double*)ptrs[4], (const double*)ptrs[5], ints[2],
+                             (double*)ptrs[6], (double*)ptrs[7], ints[13 + 5 * ints[3]], (int)ints[1]);
+    else bwd<float>(P, (const float*)ptrs[0], (const float*)ptrs[1], (const float*)ptrs[4], (const float*)ptrs[5], ints[2],
+                    (float*)ptrs[6], (float*)ptrs[7], ints[13 + 5 * ints[3]], (int)ints[1]);
+    return 0;
+}
+}
+'''
+
+# %% ../nbs/10_powerset.ipynb #c8768457
+_CXX_FLAGS = ('-O3', '-march=native', '-std=c++17', '-shared', '-fPIC', '-pthread')
+
+def _cpu_tag():
+    "What -march=native compiles for: the CPU's feature flags (Linux), else the platform's machine and processor."
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith(('flags', 'Features')): return line
+    except OSError: pass
+    return platform.machine() + ' ' + platform.processor()
+
+def _kernel_dir():
+    "Where the kernel is built: torch's extension directory ($TORCH_EXTENSIONS_DIR, else a per-user cache)."
+    from torch.utils.cpp_extension import get_default_build_root
+    return Path(os.environ.get('TORCH_EXTENSIONS_DIR') or get_default_build_root()) / 'powerset_align_nla'
+
+def _build_kernel(cxx=None, # the C++ compiler; None: $CXX, else c++
+                  build_dir=None, # None: _kernel_dir()
+                 ): # (library, None) or (None, why not)
+    "Compile the NLA kernel once per source, compiler, flags and CPU (later processes load the cached library) and load it."
+    cxx = cxx or os.environ.get('CXX') or 'c++'
+    build_dir = Path(build_dir or _kernel_dir())
+    key = hashlib.sha256('\n'.join((_NLA_CPP, cxx, *_CXX_FLAGS, _cpu_tag())).encode()).hexdigest()[:16]
+    so = build_dir / f'nla_{key}.so'
+    try:
+        if not so.exists():
+            build_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix='.so', prefix=f'.nla_{key}_', dir=build_dir); os.close(fd)
+            try:
+                r = subprocess.run([cxx, *_CXX_FLAGS, '-x', 'c++', '-', '-o', tmp], input=_NLA_CPP, capture_output=True,
+                                   text=True, timeout=600)
+                if r.returncode: return None, f'{cxx} exited with {r.returncode}: {r.stderr.strip()[-400:]}'
+                os.replace(tmp, so)      # atomic: a concurrent build of the same key renames its own complete file over it
+            finally:
+                if os.path.exists(tmp): os.remove(tmp)
+        lib = ctypes.CDLL(str(so))
+    except (OSError, subprocess.SubprocessError) as e: return None, f'{type(e).__name__}: {e}'
+    for fn in (lib.nla_forward, lib.nla_backward): fn.argtypes, fn.restype = [ctypes.c_void_p] * 3, ctypes.c_int
+    return lib, None
+
+_KERNEL = {}
+def _nla_kernel():
+    "The compiled kernel, built on first use; None (after one warning per process) where it cannot be built."
+    if 'lib' not in _KERNEL:
+        _KERNEL['lib'], why = _build_kernel()
+        if why: warnings.warn(f"powerset_similarity: the C++ NLA kernel is unavailable ({why}); running the eager autograd "
+                              "Function instead (same values, slower)", RuntimeWarning, stacklevel=3)
+    return _KERNEL['lib']
+
+def _kernel_fits(batch, *ts):
+    "Whether the kernel can take these tensors: all on the CPU, at most 16 batch dims, and not while torch.compile traces."
+    return len(batch) <= 16 and all(t is None or t.device.type == 'cpu' for t in ts) and not torch.compiler.is_compiling()
+
+def _kernel_threads(n, M, K): return max(1, min(torch.get_num_threads(), n * M * K // 2**15))   # threads only for enough work
+
+def _kernel_call(fn, S0, nl, rv, nv, tau, beta, zeta, batch, nt, *bufs):
+    "Run the kernel's `fn` over the broadcast batch with `nt` threads: per tensor and batch dim a stride, 0 where it is broadcast."
+    nb, n = len(batch), math.prod(batch)
+    if n == 0: return
+    ints = [S0.dtype == torch.float64, nt, n, nb, S0.shape[-2], S0.shape[-1], nl.shape[-2], *S0.stride()[-2:], *nl.stride()[-2:],
+            0 if rv is None else rv.stride(-1), 0 if nv is None else nv.stride(-1), *batch]
+    for t, core in ((S0, 2), (nl, 2), (rv, 1), (nv, 1)):
+        if t is None: ints += [0] * nb; continue
+        sh, st = t.shape[:t.ndim - core], t.stride()[:t.ndim - core]
+        ints += [0] * (nb - len(sh)) + [s if d != 1 else 0 for d, s in zip(sh, st)]
+    ints.append(nl.numel())
+    ptrs = [None if t is None else t.data_ptr() for t in (S0, nl, rv, nv, *bufs)]
+    rc = fn((ctypes.c_int64 * len(ints))(*ints), (ctypes.c_void_p * len(ptrs))(*ptrs), (ctypes.c_double * 3)(tau, beta, zeta))
+    if rc: raise RuntimeError(f'NLA kernel: {fn.__name__} returned {rc}')
+
+class _NLAKernel(torch.autograd.Function):
+    "_NLA from the C++ kernel: the same values and gradients, one loop per pair; saves the inputs and the (..., K) LSE weights."
+    @staticmethod
+    def forward(ctx, S0, nl, rv, nv, tau, beta, zeta):
+        dt = _nla_dtype(S0, nl)
+        S0c, nlc = S0.to(dt), nl.to(dt).contiguous()
+        batch = tuple(_broadcast([S0.shape[:-2], nl.shape[:-2]] + [m.shape[:-1] for m in (rv, nv) if m is not None]))
+        n, M, K = math.prod(batch), S0.shape[-2], nl.shape[-2]
+        out = S0c.new_empty(batch)
+        p = S0c.new_empty(batch + (K,)) if any(ctx.needs_input_grad[:2]) else None
+        _kernel_call(_nla_kernel().nla_forward, S0c, nlc, rv, nv, tau, beta, zeta, batch, _kernel_threads(n, M, K), out, p)
+        ctx.save_for_backward(S0c, nlc, rv, nv, p)
+        ctx.args = (tau, beta, zeta, batch, S0.shape, S0.dtype, nl.dtype)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        S0, nl, rv, nv, p = ctx.saved_tensors
+        tau, beta, zeta, batch, s0_shape, s0_dt, nl_dt = ctx.args
+        nt = _kernel_threads(math.prod(batch), S0.shape[-2], nl.shape[-2])
+        gS0 = S0.new_empty(batch + S0.shape[-2:]) if ctx.needs_input_grad[0] else None     # one block per pair
+        gnl = nl.new_zeros((nt,) + nl.shape) if ctx.needs_input_grad[1] else None        # one node_leaf per thread
+        _kernel_call(_nla_kernel().nla_backward, S0, nl, rv, nv, tau, beta, zeta, batch, nt, g.to(S0.dtype).contiguous(), p, gS0, gnl)
+        if gS0 is not None: gS0 = gS0.sum_to_size(s0_shape).to(s0_dt)
+        if gnl is not None: gnl = gnl.sum(0).to(nl_dt)
+        return gS0, gnl, None, None, None, None, None
+
 # %% ../nbs/10_powerset.ipynb #8ac19bd0
 def _sbar_from_x(x, rv, nv, tau, beta, zeta):
     "S-bar from scaled node scores x = s / tau (..., M, K): layers 2-3 of both NLAs."
@@ -424,8 +836,9 @@ def powerset_similarity(S0:Tensor, # leaf similarities (..., M, L); all pairs: (
                         region_valid:Tensor|None=None, # (..., M) bool; all pairs: (Bi, 1, M)
                         node_valid:Tensor|None=None, # (..., K) bool; all pairs: (Bj, K)
                         chunk_size:int|None=None, # chunks of the first batch dim (images); None: cache-sized chunks (one piece with grad and compile=True)
-                        checkpoint:bool=False, # recompute each chunk in backward (compile=True; the fused path saves only its inputs anyway)
+                        checkpoint:bool=False, # recompute each chunk in backward (compile=True; the fused paths save only their inputs anyway)
                         compile:bool=False, # torch.compile layers 2-3 instead of the fused autograd Function (a C++ compiler on CPU; the first call compiles)
+                        kernel:bool=True, # on the CPU, the C++ kernel (compiled on first use); False, or where it cannot be built: the eager Function
                        ) -> Tensor: # S-bar (...), e.g. (Bi, Bj)
     "PowerCLIP's S-bar = nla_t1 + nla_t2 with a shared first layer; S0 (..., M, L), node_leaf (..., K, L) -> (...)"
     tau = _check_pos('tau', tau)
@@ -435,6 +848,9 @@ def powerset_similarity(S0:Tensor, # leaf similarities (..., M, L); all pairs: (
     M, K = S0.shape[-2], node_leaf.shape[-2]
     if compile: f = partial(_compiled(_sbar), tau=tau, beta=beta, zeta=zeta)
     elif M == 0 or K == 0: return S0.new_zeros(tuple(batch), dtype=torch.promote_types(S0.dtype, torch.float32))
+    elif kernel and _kernel_fits(batch, S0, node_leaf, rv, nv) and _nla_kernel() is not None:
+        f = lambda S0, nl, rv, nv: _NLAKernel.apply(S0, nl, rv, nv, tau, beta, zeta)
+        if chunk_size is None: return f(S0, node_leaf, rv, nv)          # no intermediate to keep in cache: one call
     else: f = lambda S0, nl, rv, nv: _NLA.apply(S0, nl, rv, nv, tau, beta, zeta)
     return _chunked(f, (S0, node_leaf, rv, nv), (2, 2, 1, 1), batch, chunk_size, checkpoint, M, K, grad_chunks=not compile)
 
