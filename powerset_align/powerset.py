@@ -412,7 +412,7 @@ class _NLA(torch.autograd.Function):
             gnl = gnl.sum_to_size(nl_shape).to(nl_dt)
         return gS0, gnl, None, None, None, None, None
 
-# %% ../nbs/10_powerset.ipynb #ca51bc14
+# %% ../nbs/10_powerset.ipynb #9454c327
 _NLA_CPP = r'''
 // Fused NLA (S-bar = NLA-T1 + NLA-T2) forward and closed-form backward, one loop per pair.
 // Vectorised over nodes with GCC/Clang vector extensions (32-byte vectors: AVX2 where the compiler targets it).
@@ -432,7 +432,7 @@ static inline VT<float>::V exp_neg(VT<float>::V a) {
     I n = __builtin_convertvector(a * 1.44269504088896341f + 0.5f, I);
     V nf = __builtin_convertvector(n, V);
     V y = nf * 0.693145751953125f - a + nf * 1.42860682030941723212e-6f;   // -r, the split ln 2 keeps it exact
-    V q = 1.f / 720 + y * (1.f / 5040); q = 1.f / 120 + y * q; q = 1.f / 24 + y * q; q = 1.f / 6 + y * q;
+    V q = 1.f / 120 + y * (1.f / 720); q = 1.f / 24 + y * q; q = 1.f / 6 + y * q;
     q = 0.5f + y * q; q = 1.f + y * q; q = 1.f + y * q;
     I b = (127 - n) << 23;
     V s; __builtin_memcpy(&s, &b, sizeof s);
@@ -509,10 +509,12 @@ template <class T> struct Work {   // one thread's pass over its pairs; scratch:
     typedef typename VT<T>::V V;
     static constexpr int W = 32 / sizeof(T);
     const Problem& P; const int64_t KB;
-    std::vector<V> nlT, valid, coef, gT;
+    const int64_t LB;     // vectors per row of node_leaf
+    std::vector<V> nlT, nlTx, nlR, valid, coef, gT, dsb;
+    std::vector<int64_t> roff;
     int64_t idx[MAXDIM] = {0}, o[5] = {0, 0, 0, 0, 0}, last_nl = -1, last_nv = -1, nk = 0, nm = 0;
-    Work(const Problem& P_, int64_t p) : P(P_), KB((P_.K + W - 1) / W), nlT(P_.L * KB), valid(KB),
-                                         coef(3 * KB), gT(P_.L * KB) {
+    Work(const Problem& P_, int64_t p) : P(P_), KB((P_.K + W - 1) / W), LB((P_.L + W - 1) / W), nlT(P_.L * KB), nlTx(P_.L * KB),
+                                         nlR(KB * W * LB), valid(KB), coef(3 * KB), gT(P_.L * KB), dsb(P_.M * KB), roff(P_.M) {
         for (int d = P.nb - 1; d >= 0; --d) { idx[d] = p % P.shape[d]; p /= P.shape[d]; }
         for (int d = 0; d < P.nb; ++d) for (int t = 0; t < 5; ++t) o[t] += idx[d] * P.st[t][d];
     }
@@ -523,10 +525,11 @@ template <class T> struct Work {   // one thread's pass over its pairs; scratch:
             idx[d] = 0;
         }
     }
-    // this pair's node_leaf, transposed to (L, K) in lanes of nodes; masked and padding nodes are zero
+    // this pair's valid regions (offsets of their rows of S0) and node_leaf, transposed to (L, K) in lanes of nodes and
+    // also divided by tau; masked and padding nodes are zero
     void load(const T* nl) {
-        nm = P.M;
-        if (P.rv) { nm = 0; for (int64_t m = 0; m < P.M; ++m) nm += P.rv[o[2] + m * P.rv_m] != 0; }
+        nm = P.M;          // without a region mask, region i's row is at o[0] + i * s0_m; with one, at roff[i]
+        if (P.rv) { nm = 0; for (int64_t m = 0; m < P.M; ++m) if (P.rv[o[2] + m * P.rv_m]) roff[nm++] = o[0] + m * P.s0_m; }
         if (o[1] == last_nl && o[3] == last_nv) return;
         last_nl = o[1]; last_nv = o[3]; nk = 0;
         T* t = (T*)nlT.data(); T* v = (T*)valid.data();
@@ -536,6 +539,10 @@ template <class T> struct Work {   // one thread's pass over its pairs; scratch:
             const T* row = nl + o[1] + k * P.nl_k;
             for (int64_t l = 0; l < P.L; ++l) t[l * KB * W + k] = ok ? row[l * P.nl_l] : T(0);
         }
+        const T itau = T(1.0 / P.tau);
+        for (int64_t i = 0; i < P.L * KB; ++i) nlTx[i] = nlT[i] * itau;
+        T* r = (T*)nlR.data();      // and as rows (K, L) padded to whole vectors, for the backward's dS0 = dS node_leaf
+        for (int64_t k = 0; k < KB * W; ++k) for (int64_t l = 0; l < LB * W; ++l) r[k * LB * W + l] = l < P.L ? t[l * KB * W + k] : T(0);
     }
     inline const T* row(const T* S0, int64_t m) const { return S0 + o[0] + m * P.s0_m; }
     inline bool region_ok(int64_t m) const { return !P.rv || P.rv[o[2] + m * P.rv_m]; }
@@ -554,15 +561,32 @@ template <class T> struct Work {   // one thread's pass over its pairs; scratch:
     };
 
     // node block b: s1 = sum_m softplus(s/tau); with TWO also s2 = sum_m softplus(beta s), lin = sum_m beta s; else lin = sum_m s/tau
-    template <bool TWO> inline void region_sums(const T* S0, int64_t b, T itau, T beta, V& s1, V& lin, V& s2) const {
+    template <bool TWO, bool MASKED> inline void region_sums(const T* S0, int64_t b, T itau, T beta, V& s1, V& lin, V& s2) const {
+        const int64_t L = P.L, sl = P.s0_l, KBl = KB, n = nm;
+        const V* col = TWO ? &nlT[b] : &nlTx[b];         // node_leaf of block b, column l at col[l * KB]; nlTx = nlT / tau
+        const int64_t* rows = roff.data();
+        const int64_t base = o[0], sm = P.s0_m;
+        auto rowp = [&](int64_t i) { return MASKED ? S0 + rows[i] : S0 + base + i * sm; };
         SP a, c;
-        int cnt = 0;
-        for (int64_t m = 0; m < P.M; ++m) {
-            if (!region_ok(m)) continue;
-            V s = score(row(S0, m), b);
-            a.add(s * itau);
-            if (TWO) c.add(s * beta);
-            if (++cnt == 64) { cnt = 0; a.flush(); if (TWO) c.flush(); }
+        auto add = [&](V s) { if (TWO) { a.add(s * itau); c.add(s * beta); } else a.add(s); };
+        for (int64_t i = 0; i < n;) {
+            const int64_t e = std::min<int64_t>(n, i + 64);
+            for (; i + 4 <= e; i += 4) {                   // four regions at a time: each column of node_leaf loaded once
+                const T *r0 = rowp(i), *r1 = rowp(i + 1), *r2 = rowp(i + 2), *r3 = rowp(i + 3);
+                V q0 = r0[0] * col[0], q1 = r1[0] * col[0], q2 = r2[0] * col[0], q3 = r3[0] * col[0];
+                for (int64_t l = 1; l < L; ++l) {
+                    const V cl = col[l * KBl];
+                    q0 += r0[l * sl] * cl; q1 += r1[l * sl] * cl; q2 += r2[l * sl] * cl; q3 += r3[l * sl] * cl;
+                }
+                add(q0); add(q1); add(q2); add(q3);
+            }
+            for (; i < e; ++i) {
+                const T* r = rowp(i);
+                V s = r[0] * col[0];
+                for (int64_t l = 1; l < L; ++l) s += r[l * sl] * col[l * KBl];
+                add(s);
+            }
+            if (i < n) { a.flush(); if (TWO) c.flush(); }
         }
         s1 = a.sum(); lin = a.lin;
         if (TWO) { s2 = c.sum(); lin = c.lin; }
@@ -583,7 +607,8 @@ template <class T> struct Work {   // one thread's pass over its pairs; scratch:
             V t1 = {};
             for (int64_t b = 0; b < KB; ++b) {
                 V s1, lin, s2 = {};
-                if (two) region_sums<true>(S0, b, itau, beta, s1, lin, s2); else region_sums<false>(S0, b, itau, beta, s1, lin, s2);
+                if (P.rv) { if (two) region_sums<true, true>(S0, b, itau, beta, s1, lin, s2); else region_sums<false, true>(S0, b, itau, beta, s1, lin, s2); }
+                else if (two) region_sums<true, false>(S0, b, itau, beta, s1, lin, s2); else region_sums<false, false>(S0, b, itau, beta, s1, lin, s2);
                 t1 += valid[b] * s1;
                 V u = hz * lin + z * ((two ? s2 : s1) - nln2);
                 gu[g * KB + b] = valid[b] != 0 ? u : (V){} - INFINITY;   // masked nodes leave the LSE
@@ -620,30 +645,38 @@ template <class T> struct Work {   // one thread's pass over its pairs; scratch:
         const int64_t M = P.M, L = P.L, K = P.K;
         T* gs = gS0 ? gS0 + p * M * L : nullptr;
         T* gn = gnl ? gnl + o[1] : nullptr;   // node_leaf's gradient is summed over the pairs that share it
-        if (gs) std::fill(gs, gs + M * L, T(0));
-        if (nm == 0 || nk == 0 || g[p] == 0) return;
+        if (nm == 0 || nk == 0 || g[p] == 0) { if (gs) std::fill(gs, gs + M * L, T(0)); return; }
         const bool two = std::fabs(P.beta * P.tau - 1.0) >= 1e-12;
-        const T itau = T(1.0 / P.tau), beta = T(P.beta), gp = g[p], z = T(P.zeta);
+        const T itau = T(1.0 / P.tau), beta = T(P.beta), gv = g[p], z = T(P.zeta);
         // d S-bar / d s_mk = A_k sigmoid(s/tau) + B_k sigmoid(beta s) + C_k
         T* A = (T*)coef.data(); T* B = A + KB * W; T* C = B + KB * W; const T* v = (const T*)valid.data();
         for (int64_t k = 0; k < KB * W; ++k) {
             T pkk = k < K && v[k] ? pk[p * K + k] : T(0);
-            A[k] = v[k] * gp / T(nk); B[k] = gp * z * pkk; C[k] = gp * T(0.5) * (1 - z) * pkk;
+            A[k] = v[k] * gv / T(nk); B[k] = gv * z * pkk; C[k] = gv * T(0.5) * (1 - z) * pkk;
             if (!two) A[k] += B[k];
         }
         for (int64_t i = 0; i < L * KB; ++i) gT[i] = (V){};
-        for (int64_t b = 0; b < KB; ++b) {
-            const V a = coef[b], bb = coef[KB + b], c = coef[2 * KB + b];
-            for (int64_t m = 0; m < M; ++m) {
-                if (!region_ok(m)) continue;
-                const T* r = row(S0, m);
+        for (int64_t m = 0; m < M; ++m) {                       // ds of every region (M x K, in L1), and dnode_leaf
+            if (!region_ok(m)) continue;
+            const T* r = row(S0, m);
+            for (int64_t b = 0; b < KB; ++b) {
                 V s = score(r, b);
-                V ds = a * vsigmoid(s * itau) + c;
-                if (two) ds += bb * vsigmoid(s * beta);
-                for (int64_t l = 0; l < L; ++l) {
-                    gT[l * KB + b] += ds * r[l * P.s0_l];
-                    if (gs) { V q = ds * nlT[l * KB + b]; T t = 0; for (int j = 0; j < W; ++j) t += q[j]; gs[m * L + l] += t; }
-                }
+                V ds = coef[b] * vsigmoid(s * itau) + coef[2 * KB + b];
+                if (two) ds += coef[KB + b] * vsigmoid(s * beta);
+                for (int64_t l = 0; l < L; ++l) gT[l * KB + b] += ds * r[l * P.s0_l];     // dnode_leaf[k, l] += ds_mk S0[m, l]
+                dsb[m * KB + b] = ds;
+            }
+        }
+        if (gs) for (int64_t m = 0; m < M; ++m) {                // dS0[m, :] = sum_k ds_mk node_leaf[k, :], W leaves at a time
+            T* out = gs + m * L;
+            if (!region_ok(m)) { std::fill(out, out + L, T(0)); continue; }
+            const T* d = (const T*)&dsb[m * KB];
+            for (int64_t q = 0; q < LB; ++q) {
+                V a = {};
+                for (int64_t k = 0; k < K; ++k) a += d[k] * nlR[k * LB + q];
+                const int64_t l0 = q * W, nl0 = std::min<int64_t>(W, L - l0);
+                if (m * L + l0 + W <= M * L) __builtin_memcpy(out + l0, &a, sizeof a);   // a whole vector (the spill is overwritten next)
+                else for (int64_t l = 0; l < nl0; ++l) out[l0 + l] = a[l];
             }
         }
         if (gn) { const T* t = (const T*)gT.data(); for (int64_t k = 0; k < K; ++k) for (int64_t l = 0; l < L; ++l) gn[k * P.nl_k + l * P.nl_l] += t[l * KB * W + k]; }
@@ -714,7 +747,7 @@ int nla_backward(const int64_t* ints, void* const* ptrs, const double* reals) {
 }
 '''
 
-# %% ../nbs/10_powerset.ipynb #c8768457
+# %% ../nbs/10_powerset.ipynb #effef863
 _CXX_FLAGS = ('-O3', '-march=native', '-std=c++17', '-shared', '-fPIC', '-pthread')
 
 def _cpu_tag():
