@@ -505,7 +505,7 @@ static inline VT<double>::V vlog(VT<double>::V x) {
     return __builtin_convertvector(e, V) * 0.693147180559945309 + t * q;
 }
 
-template <class T> struct Work {   // one thread's pass over its pairs; scratch: a few vectors per node block, nothing of the scores' size
+template <class T> struct Work {   // one thread's pass over its pairs; scratch: a few vectors per node block (and in the backward one pair's M x K ds)
     typedef typename VT<T>::V V;
     static constexpr int W = 32 / sizeof(T);
     const Problem& P; const int64_t KB;
@@ -868,7 +868,7 @@ def powerset_similarity(S0:Tensor, # leaf similarities (..., M, L); all pairs: (
                         zeta:float=0.75, # NLA-T2 interpolation between lower (0) and upper (1) bound
                         region_valid:Tensor|None=None, # (..., M) bool; all pairs: (Bi, 1, M)
                         node_valid:Tensor|None=None, # (..., K) bool; all pairs: (Bj, K)
-                        chunk_size:int|None=None, # chunks of the first batch dim (images); None: cache-sized chunks (one piece with grad and compile=True)
+                        chunk_size:int|None=None, # chunks of the first batch dim (images); None: one call to the C++ kernel, else cache-sized chunks (one piece with compile=True)
                         checkpoint:bool=False, # recompute each chunk in backward (compile=True; the fused paths save only their inputs anyway)
                         compile:bool=False, # torch.compile layers 2-3 instead of the fused autograd Function (a C++ compiler on CPU; the first call compiles)
                         kernel:bool=True, # on the CPU, the C++ kernel (compiled on first use); False, or where it cannot be built: the eager Function
