@@ -505,6 +505,23 @@ static inline VT<double>::V vlog(VT<double>::V x) {
     return __builtin_convertvector(e, V) * 0.693147180559945309 + t * q;
 }
 
+struct Odometer {   // a pair's batch index and the offsets it gives in S0, node_leaf, region_valid, node_valid and the output
+    int64_t idx[MAXDIM] = {0}, o[5] = {0, 0, 0, 0, 0};
+    Odometer(const Problem& P, int64_t p) {
+        for (int d = P.nb - 1; d >= 0; --d) { idx[d] = p % P.shape[d]; p /= P.shape[d]; }
+        for (int d = 0; d < P.nb; ++d) for (int t = 0; t < 5; ++t) o[t] += idx[d] * P.st[t][d];
+    }
+    void next(const Problem& P) {   // the next pair: the batch index counts up like an odometer
+        for (int d = P.nb - 1; d >= 0; --d) {
+            if (++idx[d] < P.shape[d]) { for (int t = 0; t < 5; ++t) o[t] += P.st[t][d]; return; }
+            for (int t = 0; t < 5; ++t) o[t] -= (P.shape[d] - 1) * P.st[t][d];
+            idx[d] = 0;
+        }
+    }
+};
+
+constexpr int PREFETCH = 4;   // S0 blocks are requested this many pairs ahead
+
 template <class T> struct Work {   // one thread's pass over its pairs; scratch: a few vectors per node block (and in the backward one pair's M x K ds)
     typedef typename VT<T>::V V;
     static constexpr int W = 32 / sizeof(T);
@@ -512,18 +529,19 @@ template <class T> struct Work {   // one thread's pass over its pairs; scratch:
     const int64_t LB;     // vectors per row of node_leaf
     std::vector<V> nlT, nlTx, nlR, valid, coef, gT, dsb;
     std::vector<int64_t> roff;
-    int64_t idx[MAXDIM] = {0}, o[5] = {0, 0, 0, 0, 0}, last_nl = -1, last_nv = -1, nk = 0, nm = 0;
-    Work(const Problem& P_, int64_t p) : P(P_), KB((P_.K + W - 1) / W), LB((P_.L + W - 1) / W), nlT(P_.L * KB), nlTx(P_.L * KB),
-                                         nlR(KB * W * LB), valid(KB), coef(3 * KB), gT(P_.L * KB), dsb(P_.M * KB), roff(P_.M) {
-        for (int d = P.nb - 1; d >= 0; --d) { idx[d] = p % P.shape[d]; p /= P.shape[d]; }
-        for (int d = 0; d < P.nb; ++d) for (int t = 0; t < 5; ++t) o[t] += idx[d] * P.st[t][d];
+    const T* S0p;         // S0, for the prefetches
+    Odometer at, ahead;   // this pair's offsets, and those of the pair whose S0 block is being prefetched
+    const int64_t* o = at.o;
+    int64_t last_nl = -1, last_nv = -1, nk = 0, nm = 0;
+    Work(const Problem& P_, const T* S0, int64_t p) : P(P_), KB((P_.K + W - 1) / W), LB((P_.L + W - 1) / W), nlT(P_.L * KB), nlTx(P_.L * KB),
+                                         nlR(KB * W * LB), valid(KB), coef(3 * KB), gT(P_.L * KB), dsb(P_.M * KB), roff(P_.M), S0p(S0), at(P_, p), ahead(P_, p) {
+        for (int i = 0; i < PREFETCH; ++i) { prefetch(); ahead.next(P); }
     }
-    void next() {   // the offsets of the next pair: the batch index counts up like an odometer
-        for (int d = P.nb - 1; d >= 0; --d) {
-            if (++idx[d] < P.shape[d]) { for (int t = 0; t < 5; ++t) o[t] += P.st[t][d]; return; }
-            for (int t = 0; t < 5; ++t) o[t] -= (P.shape[d] - 1) * P.st[t][d];
-            idx[d] = 0;
-        }
+    void next() { at.next(P); prefetch(); ahead.next(P); }
+    void prefetch() const {   // S0's block of the pair PREFETCH ahead (consecutive pairs lie far apart in S0)
+        const char* a = (const char*)(S0p + ahead.o[0]);
+        if (P.s0_l == 1 && P.s0_m == P.L) { for (int64_t i = 0; i < P.M * P.L * (int64_t)sizeof(T); i += 64) __builtin_prefetch(a + i); }
+        else for (int64_t m = 0; m < P.M; ++m) __builtin_prefetch(a + m * P.s0_m * (int64_t)sizeof(T));
     }
     // this pair's valid regions (offsets of their rows of S0) and node_leaf, transposed to (L, K) in lanes of nodes and
     // also divided by tau; masked and padding nodes are zero
@@ -693,12 +711,12 @@ template <class F> static void parallel(int64_t n, int nthreads, F f) {   // f(t
 
 template <class T>
 static void fwd(const Problem& P, const T* S0, const T* nl, int64_t n, T* out, T* pk, int nthreads) {
-    parallel(n, nthreads, [&](int, int64_t a, int64_t b) { Work<T> w(P, a); for (int64_t p = a; p < b; p += w.G) w.forward(S0, nl, out, pk, std::min<int64_t>(w.G, b - p)); });
+    parallel(n, nthreads, [&](int, int64_t a, int64_t b) { Work<T> w(P, S0, a); for (int64_t p = a; p < b; p += w.G) w.forward(S0, nl, out, pk, std::min<int64_t>(w.G, b - p)); });
 }
 template <class T>
 static void bwd(const Problem& P, const T* S0, const T* nl, const T* g, const T* pk, int64_t n, T* gS0, T* gnl, int64_t nl_size, int nthreads) {
     parallel(n, nthreads, [&](int t, int64_t a, int64_t b) {
-        Work<T> w(P, a);
+        Work<T> w(P, S0, a);
         T* gn = gnl ? gnl + t * nl_size : nullptr;
         for (int64_t p = a; p < b; ++p, w.next()) w.backward(S0, nl, g, pk, gS0, gn);
     });
@@ -802,32 +820,45 @@ def _kernel_fits(batch, *ts):
 
 def _kernel_threads(n, M, K): return max(1, min(torch.get_num_threads(), n * M * K // 2**15))   # threads only for enough work
 
+_LAYOUTS = {}   # the kernel's integer arguments per dtype, threads, batch, shapes and strides (they repeat from call to call)
+
 def _kernel_call(fn, S0, nl, rv, nv, tau, beta, zeta, batch, nt, *bufs):
     "Run the kernel's `fn` over the broadcast batch with `nt` threads: per tensor and batch dim a stride, 0 where it is broadcast."
     nb, n = len(batch), math.prod(batch)
     if n == 0: return
-    ints = [S0.dtype == torch.float64, nt, n, nb, S0.shape[-2], S0.shape[-1], nl.shape[-2], *S0.stride()[-2:], *nl.stride()[-2:],
-            0 if rv is None else rv.stride(-1), 0 if nv is None else nv.stride(-1), *batch]
-    for t, core in ((S0, 2), (nl, 2), (rv, 1), (nv, 1)):
-        if t is None: ints += [0] * nb; continue
-        sh, st = t.shape[:t.ndim - core], t.stride()[:t.ndim - core]
-        ints += [0] * (nb - len(sh)) + [s if d != 1 else 0 for d, s in zip(sh, st)]
-    ints.append(nl.numel())
+    key = (S0.dtype, nt, batch, S0.shape, S0.stride(), nl.shape, nl.stride(), None if rv is None else (rv.shape, rv.stride()),
+           None if nv is None else (nv.shape, nv.stride()))
+    ints = _LAYOUTS.get(key)
+    if ints is None:
+        ints = [S0.dtype == torch.float64, nt, n, nb, S0.shape[-2], S0.shape[-1], nl.shape[-2], *S0.stride()[-2:], *nl.stride()[-2:],
+                0 if rv is None else rv.stride(-1), 0 if nv is None else nv.stride(-1), *batch]
+        for t, core in ((S0, 2), (nl, 2), (rv, 1), (nv, 1)):
+            if t is None: ints += [0] * nb; continue
+            sh, st = t.shape[:t.ndim - core], t.stride()[:t.ndim - core]
+            ints += [0] * (nb - len(sh)) + [s if d != 1 else 0 for d, s in zip(sh, st)]
+        ints.append(nl.numel())
+        if len(_LAYOUTS) >= 256: _LAYOUTS.clear()
+        ints = _LAYOUTS[key] = (ctypes.c_int64 * len(ints))(*ints)
     ptrs = [None if t is None else t.data_ptr() for t in (S0, nl, rv, nv, *bufs)]
-    rc = fn((ctypes.c_int64 * len(ints))(*ints), (ctypes.c_void_p * len(ptrs))(*ptrs), (ctypes.c_double * 3)(tau, beta, zeta))
+    rc = fn(ints, (ctypes.c_void_p * len(ptrs))(*ptrs), (ctypes.c_double * 3)(tau, beta, zeta))
     if rc: raise RuntimeError(f'NLA kernel: {fn.__name__} returned {rc}')
+
+def _kernel_forward(S0, nl, rv, nv, tau, beta, zeta, want_p):
+    "S-bar (...) from the kernel, the (..., K) LSE weights if `want_p`, and S0 and node_leaf as the kernel read them."
+    dt = _nla_dtype(S0, nl)
+    S0, nl = S0.to(dt), nl.to(dt).contiguous()
+    batch = tuple(_broadcast([S0.shape[:-2], nl.shape[:-2]] + [m.shape[:-1] for m in (rv, nv) if m is not None]))
+    out = S0.new_empty(batch)
+    p = S0.new_empty(batch + (nl.shape[-2],)) if want_p else None
+    _kernel_call(_nla_kernel().nla_forward, S0, nl, rv, nv, tau, beta, zeta, batch,
+                 _kernel_threads(math.prod(batch), S0.shape[-2], nl.shape[-2]), out, p)
+    return out, p, S0, nl, batch
 
 class _NLAKernel(torch.autograd.Function):
     "_NLA from the C++ kernel: the same values and gradients, one loop per pair; saves the inputs and the (..., K) LSE weights."
     @staticmethod
     def forward(ctx, S0, nl, rv, nv, tau, beta, zeta):
-        dt = _nla_dtype(S0, nl)
-        S0c, nlc = S0.to(dt), nl.to(dt).contiguous()
-        batch = tuple(_broadcast([S0.shape[:-2], nl.shape[:-2]] + [m.shape[:-1] for m in (rv, nv) if m is not None]))
-        n, M, K = math.prod(batch), S0.shape[-2], nl.shape[-2]
-        out = S0c.new_empty(batch)
-        p = S0c.new_empty(batch + (K,)) if any(ctx.needs_input_grad[:2]) else None
-        _kernel_call(_nla_kernel().nla_forward, S0c, nlc, rv, nv, tau, beta, zeta, batch, _kernel_threads(n, M, K), out, p)
+        out, p, S0c, nlc, batch = _kernel_forward(S0, nl, rv, nv, tau, beta, zeta, any(ctx.needs_input_grad[:2]))
         ctx.save_for_backward(S0c, nlc, rv, nv, p)
         ctx.args = (tau, beta, zeta, batch, S0.shape, S0.dtype, nl.dtype)
         return out
@@ -883,7 +914,9 @@ def powerset_similarity(S0:Tensor, # leaf similarities (..., M, L); all pairs: (
     elif M == 0 or K == 0: return S0.new_zeros(tuple(batch), dtype=torch.promote_types(S0.dtype, torch.float32))
     elif kernel and _kernel_fits(batch, S0, node_leaf, rv, nv) and _nla_kernel() is not None:
         f = lambda S0, nl, rv, nv: _NLAKernel.apply(S0, nl, rv, nv, tau, beta, zeta)
-        if chunk_size is None: return f(S0, node_leaf, rv, nv)          # no intermediate to keep in cache: one call
+        if chunk_size is None:                                           # no intermediate to keep in cache: one call
+            if torch.is_grad_enabled() and (S0.requires_grad or node_leaf.requires_grad): return f(S0, node_leaf, rv, nv)
+            return _kernel_forward(S0, node_leaf, rv, nv, tau, beta, zeta, False)[0]   # nothing to differentiate
     else: f = lambda S0, nl, rv, nv: _NLA.apply(S0, nl, rv, nv, tau, beta, zeta)
     return _chunked(f, (S0, node_leaf, rv, nv), (2, 2, 1, 1), batch, chunk_size, checkpoint, M, K, grad_chunks=not compile)
 
