@@ -321,95 +321,49 @@ def bench_objectives(
     return rows
 
 # %% ../nbs/55_bench.ipynb #a0d7664c
-def _fake_outputs(B, P, D, T, N, K, L, device, seed):
-    g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g).to(device)
-    out = dict(patch_embeds=r(B, P, D), token_embeds=r(B, T, D), image_embeds=F.normalize(r(B, D), dim=-1),
-               text_embeds=F.normalize(r(B, D), dim=-1), desc_embeds=F.normalize(r(B, N, D), dim=-1))
-    for v in out.values(): v.requires_grad_(True)
-    out['logit_scale'] = torch.tensor(1 / CLIP_TEMPERATURE, device=device)
-    xy = torch.rand(B, N, 2, generator=g) * .6; wh = torch.rand(B, N, 2, generator=g) * .3 + .05
-    tm = torch.zeros(B, T, dtype=torch.bool); tm[:, 1:T - 1] = True
-    leaf = torch.zeros(B, L, T); leaf[:, torch.arange(L), 1 + torch.arange(L) % (T - 2)] = 1
-    nl = (torch.rand(B, K, L, generator=g) < .4).float(); nl[:, 0] = 1
-    batch = dict(boxes=torch.cat([xy, xy + wh], -1), box_valid=torch.rand(B, N, generator=g) < .8, token_mask=tm,
-                 leaf_mask=leaf, leaf_valid=torch.ones(B, L, dtype=torch.bool), node_leaf=nl, node_valid=torch.ones(B, K, dtype=torch.bool))
-    from types import SimpleNamespace
-    return SimpleNamespace(**out), SimpleNamespace(**{k: v.to(device) for k, v in batch.items()})
+class _CLIPWithDescriptions(nn.Module):
+    "CLIP's loss on outputs with the descriptions encoded (as GRAIN's step encodes them), for the bench's reference row."
+    needs = {'descriptions'}
+    def forward(self, out, batch):
+        return dict(loss=clip_loss(out.image_embeds, out.text_embeds, out.logit_scale) + 0. * out.desc_embeds.sum())
 
-def bench_loupe_grain(batch_size:int=64, # B
-                      n_patches:int=64, # P (a square grid) for the objective-only level
-                      dim:int=128, # D for the objective-only level
-                      n_tokens:int=16, # T
-                      n_boxes:int=4, # N boxes / descriptions per image
-                      repeats:int=5, # timed repetitions (median), interleaved across methods
-                      device:str='cpu',
-                      seed:int=0,
-                      model_preset:str='tiny', # also time full training steps (model forward+backward) with this preset; None: skip
-                      loupe_config:dict=None, # extra LoupeObjective arguments
-                      grain_config:dict=None, # extra GrainObjective arguments
-                      unsil_sigma:float=0.1): # also time LOUPE with UNSIL's sigma set to this (a confident UNSIL; None: skip)
-    "Forward+backward time of clip vs grain vs loupe: loss only on the same embeddings, and full model steps; list of dicts (level, name, ms, ratio)."
-    from types import SimpleNamespace
-    from powerset_align.loupe import LoupeObjective
-    def objectives(D):
-        torch.manual_seed(seed)
-        objs = {'clip': None, 'grain': GrainObjective(embed_dim=D, **(grain_config or {})).to(device)}
-        cfg = dict(loupe_config or {})
-        objs['loupe (all sampled)'] = LoupeObjective(embed_dim=D, **{**cfg, 'use_unsil': False}).to(device)
-        objs['loupe + UNSIL'] = LoupeObjective(embed_dim=D, **{**cfg, 'unsil_warmup': 0}).to(device)
-        if unsil_sigma is not None:                                 # what a confident UNSIL costs: sigma ~ unsil_sigma
-            o = LoupeObjective(embed_dim=D, **{**cfg, 'unsil_warmup': 0}).to(device)
-            with torch.no_grad():
-                for u in (o.unsil_tsa, o.unsil_fsa): u.sigma_head[-1].bias.fill_(math.log(unsil_sigma / (1 - unsil_sigma)))
-            objs[f'loupe + UNSIL s={unsil_sigma:g}'] = o
-        return objs
-    def timed(fns): return {r['name']: r['ms'] for r in race(fns, rounds=repeats, stat='median')}
-    def loss_of(obj, out, batch):
-        return clip_loss(out.image_embeds, out.text_embeds, out.logit_scale) if obj is None else obj(out, batch)['loss']
+def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
+                      batch_size:int=32, # scenes per step (the default of `train`)
+                      rounds:int=10, # race rounds per preset (median)
+                      warmup_steps:int=2, # untimed steps of each method first
+                      seed:int=0, device:str='cpu',
+                      loupe_config:dict|None=None, # extra LoupeObjective arguments
+                      grain_config:dict|None=None, # extra GrainObjective arguments
+                     ) -> list[dict]: # per preset and method: level='step', preset, name, ms, ratio (to CLIP), frac_sampled (LOUPE)
+    "Training-step time of GRAIN and LOUPE (first step and warmed up) relative to CLIP's, on the same model and scenes batch."
     rows = []
-    # level 1: the objective alone, on fixed embeddings
-    out, batch = _fake_outputs(batch_size, n_patches, dim, n_tokens, n_boxes, 4, 6, device, seed)
-    objs = objectives(dim)
-    def obj_step(o):
-        def f():
-            for v in vars(out).values():
-                if isinstance(v, torch.Tensor): v.grad = None
-            loss_of(o, out, batch).backward()
-        return f
-    ms = timed({k: obj_step(o) for k, o in objs.items()})
-    for k, o in objs.items():
-        rows.append(dict(level='objective', name=f'loss only: {k}', ms=ms[k], ratio=ms[k] / ms['clip']))
-        if k.startswith('loupe + UNSIL'): rows[-1]['frac_sampled'] = float(o(out, batch)['frac_sampled'])
-    # level 2: full training steps of a model from the zoo
-    if model_preset is not None:
-        from powerset_align.models import build_model
-        model = build_model(model_preset, seed=seed).to(device)
-        cfg = model.config
-        T = min(n_tokens, cfg.max_length)
-        g = torch.Generator().manual_seed(seed)
-        _, fb = _fake_outputs(batch_size, cfg.n_patches, cfg.embed_dim, T, n_boxes, 4, 6, device, seed)
-        mb = SimpleNamespace(**vars(fb), images=torch.rand(batch_size, 3, cfg.image_size, cfg.image_size, generator=g).to(device),
-                             input_ids=torch.randint(3, cfg.vocab_size, (batch_size, T), generator=g).to(device),
-                             attention_mask=torch.ones(batch_size, T, dtype=torch.bool, device=device),
-                             desc_ids=torch.randint(3, cfg.vocab_size, (batch_size, n_boxes, 8), generator=g).to(device),
-                             desc_mask=torch.ones(batch_size, n_boxes, 8, dtype=torch.bool, device=device))
-        objs = objectives(cfg.embed_dim)
-        objs = {'clip': None, 'clip + descriptions encoded': 'desc', **{k: v for k, v in objs.items() if k != 'clip'}}
-        def full_step(o):
+    for preset in presets:
+        model, batch = probe_batch(preset, batch_size, seed)
+        D = model.config.embed_dim
+        torch.manual_seed(seed)
+        objs = {'clip': make_objective('clip'), 'clip + descriptions encoded': _CLIPWithDescriptions(),
+                'grain': GrainObjective(embed_dim=D, **(grain_config or {})),
+                'loupe, first step': build_objective('loupe', model, embed_dim=D, **(loupe_config or {})),
+                'loupe, warmed up': build_objective('loupe', model, embed_dim=D, **{**(loupe_config or {}), 'unsil_warmup': 0})}
+        trs = {k: Trainer(model, o, None, steps=10 ** 6, batch_size=batch_size, device=device, progress=False) for k, o in objs.items()}
+        batch = batch_to(batch, trs['clip'].device)
+        first, logs = trs['loupe, first step'].objective, {}
+        def step(k, tr):
             def f():
-                model.zero_grad(set_to_none=True)
-                desc = o == 'desc' or 'descriptions' in getattr(o, 'needs', set())
-                o_out = model(mb, descriptions=desc)
-                loss = loss_of(None if isinstance(o, str) else o, o_out, mb)
-                (loss + o_out.desc_embeds.sum() * 0 if o == 'desc' else loss).backward()
+                logs[k] = tr.train_step([batch])
+                if tr.objective is first: first.step.zero_()          # every timed step is a warm-up step
             return f
-        ms = timed({k: full_step(o) for k, o in objs.items()})
-        with torch.no_grad(): o_out = model(mb)
-        for k, o in objs.items():
-            rows.append(dict(level='step', preset=model_preset, name=k, ms=ms[k], ratio=ms[k] / ms['clip']))
-            if k.startswith('loupe + UNSIL'): rows[-1]['frac_sampled'] = float(o(o_out, mb)['frac_sampled'])
+        fns = {k: step(k, tr) for k, tr in trs.items()}
+        for f in fns.values():
+            for _ in range(warmup_steps): f()
+        clk = 'cpu' if trs['clip'].device.type == 'cpu' else 'wall'
+        ms = {r['name']: r['ms'] for r in race(fns, rounds=rounds, min_time=0, stat='median', warmup=False, clock=clk, rotate=True)}
+        for k, tr in trs.items():
+            row = dict(level='step', preset=preset, name=k, batch_size=batch_size, clock=clk, ms=ms[k], ratio=ms[k] / ms['clip'])
+            if 'frac_sampled' in logs[k]: row['frac_sampled'] = logs[k]['frac_sampled']
+            rows.append(row)
     return rows
+
 
 # %% ../nbs/55_bench.ipynb #17d33f27
 def bench_train_steps(presets=('tiny',), # model presets to time
@@ -575,10 +529,6 @@ def _instab_rows(res):
                          value=res['instability_loupe'], target=None, ok=None))
     return rows
 
-def _tiny_dim():
-    from powerset_align.models import PRESETS
-    return PRESETS['tiny']['embed_dim']
-
 MODULES = ('games', 'shapley', 'interactions', 'timing', 'powerset', 'grouping', 'boxes', 'distributed', 'phrases', 'scenes',
            'tokenizers', 'data', 'models', 'objectives', 'loupe', 'grain', 'checkpoints', 'methods', 'train', 'evaluate', 'explain',
            'viz', 'experiments', 'bench', 'cli')
@@ -587,7 +537,7 @@ MODULES = ('games', 'shapley', 'interactions', 'timing', 'powerset', 'grouping',
 BENCHES = [
     ('nla_vs_exact', bench_nla_vs_exact, dict(Ms=(10, 16), work=2 ** 18, nla_pairs=64, repeats=1, compiled=False), dict(Ms=(10, 16)), _nla_rows),
     ('objective_overhead', bench_objectives, dict(batch_size=8, repeats=1), dict(batch_size=64), lambda r: _ratio_rows(r, 'loss only, fwd+bwd', False)),
-    ('loupe_grain_overhead', bench_loupe_grain, dict(batch_size=8, repeats=1), {}, lambda r: _ratio_rows(r, 'loss only, fwd+bwd')),
+    ('loupe_grain_overhead', bench_loupe_grain, dict(presets=('tiny',), batch_size=8, rounds=1, warmup_steps=1), {}, lambda r: _ratio_rows(r, 'training step')),
     ('train_step_overhead', bench_train_steps, dict(steps=2, batch_size=8, warmup_steps=1), dict(steps=20, batch_size=32),
      lambda r: _ratio_rows(r, 'training step')),
     ('shapley_exact_15', bench_exact, dict(n=15, repeats=1), dict(n=15), _exact_rows),
@@ -613,10 +563,8 @@ def bench(out='runs/bench', # output directory: bench.json and bench.md
         for key, f, qkw, fkw, conv in BENCHES:
             if key not in sel: continue
             kw = dict(qkw if quick else fkw)
-            if key == 'train_step_overhead':     # the same tiny model for every objective; loupe/grain need its width
-                D = _tiny_dim()
-                kw.update(methods=[m for m in ('clip', 'filip', 'sparc', 'powerclip', 'grain', 'loupe') if m in valid_methods()],
-                          objective_kwargs={'grain': dict(embed_dim=D), 'loupe': dict(embed_dim=D, unsil_warmup=0)})
+            if key == 'train_step_overhead':     # GRAIN and LOUPE have their own bench (loupe_grain_overhead)
+                kw.update(methods=[m for m in ('clip', 'filip', 'sparc', 'powerclip') if m in valid_methods()])
             t0 = time.perf_counter()
             try: res = f(**kw)
             except Exception as e:
