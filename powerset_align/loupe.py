@@ -91,27 +91,29 @@ def coalition_samples(others, # (N, n) bool: the players outside the merged one,
     return z, w
 
 def _times_gram(x, G, b):
-    "x[i] @ G[b[i]] for items x (N, S, P) of images b (N,) in ascending order, G (B, P, P): one product per image, not a (N, P, P) copy of G."
+    "x[i] @ G[b[i]] for items x (N, S, P) of images b (N,) in ascending order, G (B, P, Q): one product per image, not a (N, P, P) copy of G."
     ub, bc = torch.unique_consecutive(b, return_inverse=True)
     cnt = torch.bincount(bc, minlength=len(ub))
     slot = torch.arange(len(b), device=b.device) - (cnt.cumsum(0) - cnt)[bc]  # rank of each item in its image
     xd = x.new_zeros(len(ub), int(cnt.max()), *x.shape[1:])
     xd[bc, slot] = x
-    return (xd.flatten(1, 2) @ G[ub]).view(xd.shape)[bc, slot]
+    return (xd.flatten(1, 2) @ G[ub]).view(*xd.shape[:-1], G.shape[-1])[bc, slot]
 
-def _tsa_terms(G, a, R, z, b):
-    "Eq. 7 summands f(S) = v(S+R) - sum_x v(S+x) + (|R|-1) v(S) of the Gram-form game: G (B,P,P), a (N,P), R (N,P) bool, z (N,S,P) bool, b (N,) ascending image of each item -> (N,S)."
+def _tsa_terms(Ga, R, z, b):
+    "Eq. 7 summands f(S) = v(S+R) - sum_x v(S+x) + (|R|-1) v(S) of the Gram-form game: Ga (B,P,P+2) = [G | a | 1], R (N,P) bool, z (N,S,P) bool, b (N,) ascending image of each item -> (N,S)."
     zf, Rf = z.float(), R.float()
-    S = z.shape[1]
-    Gzr = _times_gram(torch.cat([zf, Rf[:, None]], 1), G, b)            # (N, S+1, P): the coalitions, then the region
-    Gz, GR = Gzr[:, :S], Gzr[:, S]
-    numS, n2S = (zf * a[:, None]).sum(-1), (Gz * zf).sum(-1)
-    vS = _cos_from_gram(numS, n2S, ~z.any(-1))
-    aR = (Rf * a).sum(-1)
+    S, P = z.shape[1:]
+    # one product per image gives, for the coalitions and the region: z G, the sum of their a, and their size
+    out = _times_gram(torch.cat([zf, Rf[:, None]], 1), Ga, b)           # (N, S+1, P+2)
+    Gz, numS, nS = out[:, :S, :P], out[:, :S, P], out[:, :S, P + 1]
+    GR, aR, k = out[:, S, :P], out[:, S, P], out[:, S, P + 1]
+    n2S = (Gz * zf).sum(-1)
+    vS = _cos_from_gram(numS, n2S, nS == 0)
     RGR = (Rf * GR).sum(-1)
     vSR = _cos_from_gram(numS + aR[:, None], n2S + 2 * (Gz * Rf[:, None]).sum(-1) + RGR[:, None])
-    vSx = _cos_from_gram(numS[..., None] + a[:, None], n2S[..., None] + 2 * Gz + torch.diagonal(G, dim1=1, dim2=2)[b][:, None])
-    return vSR - (vSx * Rf[:, None]).sum(-1) + (Rf.sum(-1, keepdim=True) - 1) * vS
+    a, d = Ga[:, :, P][b], torch.diagonal(Ga[:, :, :P], dim1=1, dim2=2)[b]
+    vSx = _cos_from_gram(numS[..., None] + a[:, None], n2S[..., None] + 2 * Gz + d[:, None])
+    return vSR - (vSx * Rf[:, None]).sum(-1) + (k[:, None] - 1) * vS
 
 def _tsa_setup(patch_embeds, text_embeds, regions, patch_valid):
     B, P, D = patch_embeds.shape
@@ -145,12 +147,12 @@ def tsa_interactions(patch_embeds, # (B, P, D) output patch embeddings
         bi, mi = sel.nonzero(as_tuple=True)
         S = 2 ** P if n_samples is None else n_samples
         step = max(1, chunk_elems // max(1, S * P))
-        out = []
+        out, Ga = [], torch.cat([G, a[..., None], torch.ones_like(a)[..., None]], -1)
         for s in range(0, len(bi), step):
             b, m = bi[s:s + step], mi[s:s + step]
             Rb = R[b, m]
             z, w = coalition_samples(valid[b] & ~Rb, n_samples, sampler, generator[b, m] if torch.is_tensor(generator) else generator)
-            out.append((_tsa_terms(G, a[b], Rb, z, b) * w).sum(-1))
+            out.append((_tsa_terms(Ga, Rb, z, b) * w).sum(-1))
         if out: res[bi, mi] = torch.cat(out)
         return res
 
@@ -330,30 +332,39 @@ def _fsa_tables(P1, P2, max_elems=1 << 22):
     if max(M, K) > 20 or B * (M * 2 ** K + K * 2 ** M) > max_elems: return None
     return _max_table(P1), _max_table(P2.transpose(1, 2))              # (B, M, 2**K), (B, K, 2**M)
 
-def _subset_max(T, b, zb):
-    "Look up T (B, R, 2**C) at the subsets zb (N, S, C) bool of images b (N,) -> (N, S, R)."
-    R, C = T.shape[1], zb.shape[-1]
-    code = (zb.to(T.dtype) @ 2. ** torch.arange(C, device=zb.device, dtype=T.dtype)).long()   # (N, S) subset index (exact: C <= 20)
-    flat = (b[:, None, None] * R + torch.arange(R, device=zb.device)) * 2 ** C + code[:, :, None]
+def _subset_max(T, b, code):
+    "Look up T (B, R, 2**C) at the subsets with bit codes code (N, S) long (bit c = column c) of images b (N,) -> (N, S, R)."
+    R, C2 = T.shape[1], T.shape[2]
+    flat = (b[:, None, None] * R + torch.arange(R, device=code.device)) * C2 + code[:, :, None]
     return T.reshape(-1)[flat]
+
+def _sizes_and_codes(zf, M):
+    "Sizes of both sides (N, S) and bit codes of the phrases and of the regions present in zf (N, S, M+K) float, from one product (exact below 2**24)."
+    K, dev = zf.shape[-1] - M, zf.device
+    W = zf.new_zeros(M + K, 4)
+    W[:M, 0], W[M:, 1] = 1., 1.
+    W[M:, 2], W[:M, 3] = 2. ** torch.arange(K, device=dev), 2. ** torch.arange(M, device=dev)
+    s = zf @ W
+    return s[..., 0], s[..., 1], s[..., 2].long(), s[..., 3].long()
 
 def _fsa_terms(P1, P2, i, j, z, tables=None, b=None):
     "Eq. 10 summands v(S+ij) - v(S+i) - v(S+j) + v(S): P1, P2 (N, M, K), i, j (N,), z (N, S, M+K) bool -> (N, S)."
     N, M, K = P1.shape
-    zr, zp = z[..., :M].to(P1.dtype), z[..., M:].to(P1.dtype)
+    zf = z.to(P1.dtype)
+    zr, zp = zf[..., :M], zf[..., M:]
+    nr, np_, code_p, code_r = _sizes_and_codes(zf, M)
     n = torch.arange(N, device=z.device)
     # adding phrase j to S only maxes each region's best phrase with column j (and region i with row i of P2):
     # two masked max passes serve all four coalitions S, S+i, S+j, S+ij. The alignments are probabilities (>= 0),
     # so an absent player can be masked by a 0; an empty side is handled by the has_* flags.
     if tables is not None:                                              # b1, b2 below by table look-up (exact: a max is a max)
-        b1, b2 = _subset_max(tables[0], b, z[..., M:]), _subset_max(tables[1], b, z[..., :M])
+        b1, b2 = _subset_max(tables[0], b, code_p), _subset_max(tables[1], b, code_r)
     else: # players-first layout: the max runs over the outermost dim, faster than a reduction over a short last dim
         zt = z.permute(2, 0, 1).to(P1.dtype).contiguous()               # (M+K, N, S)
         b1 = (P1.permute(2, 0, 1).contiguous()[:, :, None] * zt[M:, :, :, None]).amax(0)   # (N, S, M) best present phrase per region
         b2 = (P2.permute(1, 0, 2).contiguous()[:, :, None] * zt[:M, :, :, None]).amax(0)   # (N, S, K) best present region per phrase
     b1j = torch.maximum(b1, P1[n, :, j][:, None])                        # ... once phrase j is in
     b2i = torch.maximum(b2, P2[n, i, :][:, None])                        # ... once region i is in
-    nr, np_ = zr.sum(-1), zp.sum(-1)
     has_r, has_p = (nr > 0).to(P1.dtype), (np_ > 0).to(P1.dtype)
     t1, t1j = (b1 * zr).sum(-1), (b1j * zr).sum(-1)                     # sums over the present regions
     t2, t2i = (b2 * zp).sum(-1), (b2i * zp).sum(-1)                     # sums over the present phrases
