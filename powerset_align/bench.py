@@ -31,7 +31,8 @@ import shutil, tempfile
 # %% auto #0
 __all__ = ['NLA_TARGETS', 'MODULES', 'BENCHES', 'bench_exact', 'bench_vs_captum', 'bench_instability', 'bench_nla_vs_exact',
            'bench_nla_fused', 'bench_sii_vs_shapiq', 'bench_scenes', 'saved_tensor_bytes', 'bench_objectives',
-           'bench_loupe_grain', 'bench_train_steps', 'PlainCLIPStep', 'bench_gpu_throughput', 'bench', 'bench_table']
+           'bench_loupe_grain', 'step_profile', 'bench_train_steps', 'PlainCLIPStep', 'bench_gpu_throughput', 'bench',
+           'bench_table']
 
 # %% ../nbs/55_bench.ipynb #4e6ae052
 def bench_exact(n:int=15, # number of players (15: the UN Security Council game)
@@ -363,6 +364,37 @@ def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
             if 'frac_sampled' in logs[k]: row['frac_sampled'] = logs[k]['frac_sampled']
             rows.append(row)
     return rows
+
+
+# %% ../nbs/55_bench.ipynb #dfef133b
+def step_profile(method:str, # objective name, e.g. 'grain'
+                 parts:dict, # label -> Python function whose time inside (callees included) is reported
+                 preset:str='tiny', batch_size:int=32, steps:int=5, warmup_steps:int=2, seed:int=0,
+                 objective_kwargs:dict|None=None, # extra arguments of the objective (the model's embed_dim is given)
+                 first_step:bool=False, # reset the objective's step counter after each step (LOUPE's warm-up)
+                ) -> dict: # label -> ms per step, after 'step', 'forward' (model + objective), 'backward' and 'optimizer'
+    "CPU milliseconds per training step inside each of `parts` (cProfile cumulative time), on one seeded scenes batch."
+    import cProfile, pstats
+    from powerset_align.train import _Step
+    model, batch = probe_batch(preset, batch_size, seed)
+    torch.manual_seed(seed)
+    kw = dict(objective_kwargs or {})
+    if method != 'clip': kw.setdefault('embed_dim', model.config.embed_dim)
+    tr = Trainer(model, build_objective(method, model, **kw), None, steps=10 ** 6, batch_size=batch_size, device='cpu', progress=False)
+    def step():
+        tr.train_step([batch])
+        if first_step: tr.objective.step.zero_()
+    for _ in range(warmup_steps): step()
+    pr = cProfile.Profile(time.process_time)                          # CPU time: steadier on a shared machine
+    pr.enable()
+    for _ in range(steps): step()
+    pr.disable()
+    st = pstats.Stats(pr).stats                                        # (file, line, name) -> (cc, nc, tottime, cumtime, callers)
+    def ms(f):
+        code = getattr(f, '__code__', None) or f.forward.__code__
+        return 1e3 / steps * sum(v[3] for k, v in st.items() if k == (code.co_filename, code.co_firstlineno, code.co_name))
+    total, fb, fwd = ms(Trainer.train_step), ms(Trainer.forward_backward), ms(_Step.forward)
+    return dict(step=total, forward=fwd, backward=fb - fwd, optimizer=total - fb, **{label: ms(f) for label, f in parts.items()})
 
 
 # %% ../nbs/55_bench.ipynb #17d33f27
