@@ -366,7 +366,7 @@ def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
     return rows
 
 
-# %% ../nbs/55_bench.ipynb #dfef133b
+# %% ../nbs/55_bench.ipynb #cf9d5594
 def step_profile(method:str, # objective name, e.g. 'grain'
                  parts:dict, # label -> Python function whose time inside (callees included) is reported
                  preset:str='tiny', batch_size:int=32, steps:int=5, warmup_steps:int=2, seed:int=0,
