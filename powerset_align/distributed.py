@@ -169,10 +169,11 @@ def _i64(c:int)->int: return c - _U64 if c >= 1 << 63 else c          # a uint64
 def _srl(x, s): return (x >> s) & ((1 << (64 - s)) - 1)             # logical right shift of int64
 def _mix64(x):
     "splitmix64's finaliser on int64 tensors (wrapping arithmetic): a bijection that scatters nearby keys."
-    x = x + _i64(0x9E3779B97F4A7C15)
-    x = (x ^ _srl(x, 30)) * _i64(0xBF58476D1CE4E5B9)
-    x = (x ^ _srl(x, 27)) * _i64(0x94D049BB133111EB)
-    return x ^ _srl(x, 31)
+    x = x + _i64(0x9E3779B97F4A7C15)                                    # a new tensor: the rest runs in place on it
+    for s, m in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None)):
+        t = x >> s; t &= (1 << (64 - s)) - 1; x ^= t                  # x ^= x >>> s (logical shift)
+        if m is not None: x *= _i64(m)
+    return x
 
 def stream_keys(seed:int, # e.g. a base seed mixed with the training step
                 *index:torch.Tensor, # broadcastable integer tensors naming each item (global sample index, region, ...)
