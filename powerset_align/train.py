@@ -151,7 +151,10 @@ def make_optimizer(module: nn.Module, lr:float, weight_decay:float=0.1, betas=(0
         if not p.requires_grad: continue
         (no_decay if p.ndim < 2 or 'logit_scale' in n or n.endswith('.bias') else decay).append(p)
     groups = [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.)]
-    kw = dict(fused=True) if all(p.is_cuda for p in decay + no_decay) and decay else {}
+    ps = decay + no_decay
+    if decay and all(p.is_cuda for p in ps): kw = dict(fused=True)
+    elif all(p.device.type == 'cpu' for p in ps): kw = dict(foreach=True)   # one op per step over all tensors, not one per tensor
+    else: kw = {}
     return torch.optim.AdamW([g for g in groups if g['params']], lr=lr, betas=tuple(betas), eps=eps, **kw)
 
 # %% ../nbs/40_train.ipynb #0cf36a6f
