@@ -112,7 +112,8 @@ def eval_run(run, # a run directory, a checkpoint file or folder, or a model fol
 # %% ../nbs/52_experiments.ipynb #89997f1c
 BUDGET = dict(steps=600, batch_size=32, lr=1e-3)   # the training budget of compare, demo and sweep (see the learning curves)
 SAME_MODEL = {'sparc': {'global_head': 'linear'}}   # one architecture for every method: CLIP's linear global head for SPARC too
-CALIBRATED = {'sparc': {'lambda_g': 1.0, 'lambda_f': 1.0}, 'powerclip': {'lam': 1.0}}   # chosen by `sweep` on the validation split
+CALIBRATED = {'sparc': {'lambda_g': 1.0, 'lambda_f': 1.0}, 'powerclip': {'lam': 1.0},   # chosen by `sweep` on the validation split
+              'filip': {'global_weight': 1.0}}
 
 
 # %% ../nbs/52_experiments.ipynb #29a2fce5
@@ -381,7 +382,7 @@ def sweep_table(res, # `sweep` output
     cols = {'R@1': 'R@1 (mean)', 'i2t_R@1': 'I→T R@1', 't2i_R@1': 'T→I R@1', 'group_R@1': 'group R@1', 'pointing_acc': 'pointing'}
     L = ['| method | weight | ' + ' | '.join(cols.values()) + ' | chosen |', '|' + '---|' * (len(cols) + 3)]
     for r in res['rows']:
-        if r['method'] != 'clip' and r['weight'] == 0: continue      # the CLIP row itself
+        if r['method'] not in ('clip', 'filip') and r['weight'] == 0: continue      # the CLIP row itself (FILIP's weight 0 is FILIP)
         ch = res['chosen'][r['method']]['weight'] == r['weight']
         L.append(f"| {METHOD_NAMES.get(r['method'], r['method'])} | {r['weight']:g} | " +
                  ' | '.join(f"{100 * r[k]:.1f}" if k in r else '–' for k in cols) + f" | {'✓' if ch else ''} |")
