@@ -178,10 +178,16 @@ def _run_jobs(jobs, # list of (function of this module, args)
     if n_jobs <= 1 or len(jobs) <= 1: return [f(*a) for f, a in jobs]
     import importlib, multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
     lib = importlib.import_module('powerset_align.experiments')    # a spawned process finds functions by module: the library's
     th = max(1, torch.get_num_threads() // n_jobs)
-    with ProcessPoolExecutor(min(n_jobs, len(jobs)), mp_context=multiprocessing.get_context('spawn')) as ex:
-        return list(ex.map(lib._call, [(getattr(lib, f.__name__), (*a, th)) for f, a in jobs]))
+    try:
+        with ProcessPoolExecutor(min(n_jobs, len(jobs)), mp_context=multiprocessing.get_context('spawn')) as ex:
+            return list(ex.map(lib._call, [(getattr(lib, f.__name__), (*a, th)) for f, a in jobs]))
+    except BrokenProcessPool as e:
+        raise RuntimeError(f"jobs={n_jobs}: a worker process stopped before its run finished. Each run starts a fresh process that "
+                           "imports the calling script again: in a script, call this under `if __name__ == '__main__':` "
+                           "(or pass jobs=1)") from e
 
 def compare(methods=('clip', 'filip', 'sparc', 'powerclip'), # objective names (or a comma-separated string)
             seeds=3, # number of seeds per method (0, 1, ..., seeds-1)
