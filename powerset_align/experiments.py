@@ -344,9 +344,10 @@ def sweep(methods=('sparc', 'powerclip'), # methods swept (CLIP, the control, is
     for m in methods: sweep_kwargs(m, 0)                                     # validates the names
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     run_kw = dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr, **(train_kw or {}))
+    grids = {m: sorted(set(weights[m]) | ({0.0} if m != 'filip' else set())) for m in methods}   # weight 0 is CLIP, but FILIP's
     todo = [('clip', 0.0, s) for s in range(seeds)]
     for m in methods:
-        for w in sorted(set(weights[m]) | ({0.0} if m != 'filip' else set())):
+        for w in grids[m]:
             if w != 0 or m == 'filip': todo += [(m, w, s) for s in range(seeds)]
             elif control: todo.append((m, 0.0, 0))
     got = dict(zip(todo, _run_jobs([(_sweep_run, (m, w, s, out / m / f'w{w:g}' / f'seed{s}', run_kw, n_val, curve_every,
@@ -354,7 +355,7 @@ def sweep(methods=('sparc', 'powerclip'), # methods swept (CLIP, the control, is
     curves = {('clip', 0.0): [got[('clip', 0.0, s)] for s in range(seeds)]}
     controls = {}
     for m in methods:
-        for w in sorted(set(weights[m]) | ({0.0} if m != 'filip' else set())):
+        for w in grids[m]:
             if w == 0 and m != 'filip':
                 curves[(m, 0.0)] = curves[('clip', 0.0)]
                 if control:
