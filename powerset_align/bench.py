@@ -508,14 +508,15 @@ def _ratio_rows(res, what, targets=True):
 
 NLA_TARGETS = {10: 50, 16: 1000}   # fused path; DESIGN's 100x at M = 10 is twice the op-count ratio: 10_powerset, "Benchmark"
 
+def _nla_path(r): return 'C++ kernel' if r.get('kernel', True) else 'eager, no C++ compiler'
+
 def _nla_rows(res):
     rows = []
     for r in res:
         M, bounds = r['M'], r.get('t1_in_bounds', True) and r.get('t2_bracket_ok', True)
         name = f'NLA vs exact powerset speedup per pair, M={M} (op-count ratio {r.get("op_ratio", 0):.0f}x)'
         fused, tg = r.get('speedup_compiled'), NLA_TARGETS.get(M)
-        default = 'C++ kernel' if r.get('kernel', True) else 'eager, no C++ compiler'
-        rows.append(dict(figure=f'{name}, default ({default})', value=r['speedup'], target=tg and f'>= {tg}',
+        rows.append(dict(figure=f'{name}, default ({_nla_path(r)})', value=r['speedup'], target=tg and f'>= {tg}',
                          ok=None if tg is None else r['speedup'] >= tg and bounds))
         rows.append(dict(figure=f'{name}, fused (compile=True)', value=fused, target=tg and f'>= {tg}',
                          ok=None if tg is None or fused is None else fused >= tg and bounds,
@@ -523,7 +524,7 @@ def _nla_rows(res):
     return rows
 
 def _nla_fused_rows(res):
-    what = 'C++ kernel' if res.get('kernel', True) else 'eager, no C++ compiler'
+    what = _nla_path(res)
     return [dict(figure=f"NLA (fused, {what}) vs exact per pair, M={res['M']}, L={res['L']}, K={res['K']}, {res['side']}x{res['side']} pairs",
                  value=res['speedup'], target='>= 1000', ok=res['speedup'] >= 1000),
             dict(figure=f"NLA ({what}) per-pair time / matrix-product roofline of the same ops, best batch (M={res['M']})",
