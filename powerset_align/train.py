@@ -426,9 +426,9 @@ def fit(self:Trainer, stop_at:int|None=None, # stop (with a checkpoint) after th
                                samples_per_s=(self.step - n0) * self.batch_size / max(dt, 1e-9))
                     self.history.append(row); self._log(row)
                 if self.eval_every and self.step % self.eval_every == 0 and self.step < end: self.evaluate_now()
-                if self.step % self.save_every == 0 and self.step < end: self.save_checkpoint()
+                saved = self.save_checkpoint() if self.step % self.save_every == 0 and self.step < end else None
                 if self._stop_requested(stop) and self.step < end:
-                    path = self.save_checkpoint()
+                    path = saved or self.save_checkpoint()
                     raise KeyboardInterrupt(f"stopped after step {self.step}" + (f"; checkpoint {path} (continue with resume)" if path else ''))
             self.save_checkpoint()
             if self.eval_fn is not None and (stop_at is None or self.step >= self.steps): self.evaluate_now()
