@@ -150,12 +150,11 @@ def make_optimizer(module: nn.Module, lr:float, weight_decay:float=0.1, betas=(0
     for n, p in module.named_parameters():
         if not p.requires_grad: continue
         (no_decay if p.ndim < 2 or 'logit_scale' in n or n.endswith('.bias') else decay).append(p)
-    groups = [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.)]
-    ps = decay + no_decay
-    if decay and all(p.is_cuda for p in ps): kw = dict(fused=True)
-    elif all(p.device.type == 'cpu' for p in ps): kw = dict(foreach=True)   # one op per step over all tensors, not one per tensor
-    else: kw = {}
-    return torch.optim.AdamW([g for g in groups if g['params']], lr=lr, betas=tuple(betas), eps=eps, **kw)
+    groups = [g for g in (dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.)) if g['params']]
+    kw = dict(lr=lr, betas=tuple(betas), eps=eps)
+    if len({p.device for p in decay + no_decay}) != 1: return torch.optim.AdamW(groups, **kw)
+    try: return torch.optim.AdamW(groups, fused=True, **kw)
+    except RuntimeError: return torch.optim.AdamW(groups, foreach=True, **kw)   # torch < 2.4: no fused AdamW on a CPU
 
 # %% ../nbs/40_train.ipynb #0cf36a6f
 class _Step(nn.Module):
