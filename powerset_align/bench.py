@@ -26,13 +26,14 @@ import numpy as np
 from .grouping import CLIP_TEMPERATURE
 from .scenes import SceneStore, generate_scene
 import shutil, tempfile
+from torch.utils.flop_counter import FlopCounterMode
 
 
 # %% auto #0
 __all__ = ['NLA_TARGETS', 'MODULES', 'BENCHES', 'bench_exact', 'bench_vs_captum', 'bench_instability', 'bench_nla_vs_exact',
            'bench_nla_fused', 'bench_sii_vs_shapiq', 'bench_scenes', 'saved_tensor_bytes', 'bench_objectives',
-           'bench_loupe_grain', 'step_profile', 'bench_train_steps', 'PlainCLIPStep', 'bench_gpu_throughput', 'bench',
-           'bench_table']
+           'bench_loupe_grain', 'step_profile', 'bench_train_steps', 'bench_step_flops', 'PlainCLIPStep',
+           'bench_gpu_throughput', 'bench', 'bench_table']
 
 # %% ../nbs/55_bench.ipynb #4e6ae052
 def bench_exact(n:int=15, # number of players (15: the UN Security Council game)
@@ -429,6 +430,25 @@ def bench_train_steps(presets=('tiny',), # model presets to time
                              samples_per_s=batch_size / (ms[m] / 1e3), ratio_vs_clip=ms[m] / ms['clip']))
     return rows
 
+# %% ../nbs/55_bench.ipynb #0e591899
+def bench_step_flops(presets=('tiny', 'small'), # model presets
+                     methods=('sparc', 'grain'), # objective names; 'clip' is always included
+                     batch_size:int=32, # samples per step (32: the default of `train`)
+                     seed:int=0,
+                    ) -> list[dict]: # per preset and method: preset, method, gflop, ratio (to CLIP's)
+    "Matrix-product FLOPs of one training step (forward and backward) of each method, and their ratio to CLIP's."
+    rows = []
+    for preset in presets:
+        model, batch = probe_batch(preset, batch_size, seed)
+        flops = {}
+        for m in ['clip'] + [m for m in methods if m != 'clip']:
+            torch.manual_seed(seed)
+            tr = Trainer(model, build_objective(m, model), None, steps=10 ** 6, batch_size=batch_size, device='cpu', progress=False)
+            with FlopCounterMode(display=False) as fc: tr.forward_backward([batch])
+            flops[m] = fc.get_total_flops()
+        rows += [dict(preset=preset, method=m, gflop=f / 1e9, ratio=f / flops['clip']) for m, f in flops.items()]
+    return rows
+
 # %% ../nbs/55_bench.ipynb #fdde187e
 class PlainCLIPStep(nn.Module):
     "An open_clip-style CLIP training module on the same towers as a `DualEncoder` (for throughput comparisons)."
@@ -554,6 +574,10 @@ def _scene_rows(res):
             *(dict(figure=f'scenes per second through the store-backed loader, {w} worker process(es)', value=v, target=None, ok=None)
               for w, v in res.get('loader_per_s', {}).items())]
 
+def _flops_rows(res):
+    return [dict(figure=f"matrix-product FLOPs per training step: {r['method']} ({r['preset']}) / CLIP (the step ratio's floor)",
+                 value=r['ratio'], target=None, ok=None) for r in res if r['method'] != 'clip']
+
 def _exact_rows(res):
     return [dict(figure=f'exact Shapley values, {res["n"]} players (s)', value=res['seconds'], target='< 0.5', ok=res['seconds'] < .5)]
 
@@ -578,6 +602,7 @@ BENCHES = [
     ('nla_vs_exact', bench_nla_vs_exact, dict(Ms=(10, 16), work=2 ** 18, nla_pairs=64, repeats=1, compiled=False), dict(Ms=(10, 16)), _nla_rows),
     ('objective_overhead', bench_objectives, dict(batch_size=8, repeats=1), dict(batch_size=64), lambda r: _ratio_rows(r, 'loss only, fwd+bwd', False)),
     ('loupe_grain_overhead', bench_loupe_grain, dict(presets=('tiny',), batch_size=8, rounds=1, warmup_steps=1), {}, lambda r: _ratio_rows(r, 'training step')),
+    ('step_flops', bench_step_flops, dict(presets=('tiny',), batch_size=4), {}, _flops_rows),
     ('train_step_overhead', bench_train_steps, dict(steps=2, batch_size=8, warmup_steps=1), dict(steps=20, batch_size=32),
      lambda r: _ratio_rows(r, 'training step')),
     ('shapley_exact_15', bench_exact, dict(n=15, repeats=1), dict(n=15), _exact_rows),
