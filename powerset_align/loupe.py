@@ -487,11 +487,25 @@ class _AdditiveAttention(nn.Module):
     def __init__(self, query_dim, dim, hidden):
         super().__init__()
         self.w4, self.w5, self.w3 = nn.Linear(query_dim, hidden), nn.Linear(dim, hidden, bias=False), nn.Linear(hidden, 1, bias=False)
-    def forward(self, h, x, mask=None): # h (B, Q, Dq), x (B, L, D), mask (B, L)
-        s = self.w3(_Tanh.apply(self.w4(h)[:, :, None] + self.w5(x)[:, None])).squeeze(-1)   # (B, Q, L)
+    def weights(self, u, x, mask=None): # u = W4 h (B, Q, hidden), x (B, L, D), mask (B, L)
+        "The attention weights softmax_j(W3 tanh(u + W5 x_j)) (B, Q, L); all 0 for an empty context."
+        s = self.w3(_Tanh.apply(u[:, :, None] + self.w5(x)[:, None])).squeeze(-1)   # (B, Q, L)
         if mask is not None: s = s.masked_fill(~mask.bool()[:, None], float('-inf'))
-        a = s.softmax(-1).nan_to_num(0.)                                  # an empty context pools to 0
-        return a @ x
+        return s.softmax(-1).nan_to_num(0.)                               # an empty context pools to 0
+    def forward(self, h, x, mask=None): # h (B, Q, Dq), x (B, L, D), mask (B, L)
+        return self.weights(self.w4(h), x, mask) @ x
+
+def _pair_linear(norm, # nn.LayerNorm over Dl + Dr features
+                 W, b, # (O, Dl + Dr), (O,): a linear map
+                 left, # (B, M, Dl)
+                 right): # (B, K, Dr)
+    "F.linear(norm(cat(left_m, right_k)), W, b) for every pair (B, M, K, O) from per-side products: LayerNorm's mean and variance come from per-side sums."
+    Dl, n = left.shape[-1], left.shape[-1] + right.shape[-1]
+    Wg = W * norm.weight                                                # W diag(gamma)
+    A, C = left @ Wg[:, :Dl].T, right @ Wg[:, Dl:].T                    # (B, M, O), (B, K, O)
+    mu = (left.sum(-1)[:, :, None] + right.sum(-1)[:, None]) / n        # (B, M, K)
+    r = ((left.pow(2).sum(-1)[:, :, None] + right.pow(2).sum(-1)[:, None]) / n - mu * mu + norm.eps).rsqrt()
+    return (A[:, :, None] + C[:, None] - mu[..., None] * Wg.sum(-1)) * r[..., None] + F.linear(norm.bias, W, b)
 
 def _mlp3(i, h, o): return nn.Sequential(nn.Linear(i, h), nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, o))
 
@@ -508,24 +522,30 @@ class UNSIL(nn.Module):
         self.att1, self.att2 = _AdditiveAttention(qd, dim, hidden), _AdditiveAttention(qd, dim, hidden)
         self.value_head, self.sigma_head = _mlp3(qd + 2 * dim + extra_dim, hidden, 1), _mlp3(qd + 2 * dim + extra_dim, hidden, 1)
 
-    def forward(self, query, # (B, Q, Dq) e.g. region features
+    def forward(self, query, # (B, Q, Dq) e.g. region features, or a pair (left (B, M, Dl), right (B, K, Dr)), see below
                 ctx1, # (B, L1, D) e.g. patch tokens
                 ctx2, # (B, L2, D) e.g. word tokens
                 mask1=None, # (B, L1) bool
                 mask2=None, # (B, L2) bool
                 extra=None): # (B, Q, extra_dim) extra scalar features
-        "prediction (B, Q) and sigma (B, Q); inputs are detached."
-        q, x1, x2 = self.norm_q(query.detach().float()), self.norm1(ctx1.detach().float()), self.norm2(ctx2.detach().float())
-        f = [q, self.att1(q, x1, mask1), self.att2(q, x2, mask2)]
+        "prediction (B, Q) and sigma (B, Q); inputs are detached. A pair query (left, right) stands for the Q = M*K queries cat(left_m, right_k), m-major."
+        x1, x2 = self.norm1(ctx1.detach().float()), self.norm2(ctx2.detach().float())
+        a1, a2, v0, s0 = self.att1, self.att2, self.value_head[0], self.sigma_head[0]
+        W0, b0 = torch.cat([v0.weight, s0.weight]), torch.cat([v0.bias, s0.bias])      # both heads' first layers
+        Wq, W1, W2, We = W0.split([self.norm_q.normalized_shape[0], x1.shape[-1], x2.shape[-1], self.extra_dim], 1)
+        # every linear map of the (normalised) query in one: both attentions' W4 and the heads' first layer
+        Wa, ba = torch.cat([a1.w4.weight, a2.w4.weight, Wq]), torch.cat([a1.w4.bias, a2.w4.bias, b0])
+        if isinstance(query, (tuple, list)):
+            U = _pair_linear(self.norm_q, Wa, ba, *(x.detach().float() for x in query)).flatten(1, 2)
+        else: U = F.linear(self.norm_q(query.detach().float()), Wa, ba)
+        u1, u2, h = U.split([a1.w4.out_features, a2.w4.out_features, W0.shape[0]], -1)
+        # the heads read the pooled context e = a @ x only through W e = a @ (x W^T): W meets the L context rows, not the Q queries
+        h = h + a1.weights(u1, x1, mask1) @ F.linear(x1, W1) + a2.weights(u2, x2, mask2) @ F.linear(x2, W2)
         if self.extra_dim:
-            if extra is None or extra.shape != (*q.shape[:2], self.extra_dim):
-                raise ValueError(f"extra: expected shape {(*q.shape[:2], self.extra_dim)}, got {None if extra is None else tuple(extra.shape)}")
-            f.append(extra.detach().float())
-        f = torch.cat(f, -1)
-        # both heads' first layers read the same features: one matmul forward (and one for the input gradient) instead
-        # of two; same parameters, same function
-        v0, s0 = self.value_head[0], self.sigma_head[0]
-        hv, hs = F.linear(f, torch.cat([v0.weight, s0.weight]), torch.cat([v0.bias, s0.bias])).split([v0.out_features, s0.out_features], -1)
+            if extra is None or extra.shape != (*U.shape[:2], self.extra_dim):
+                raise ValueError(f"extra: expected shape {(*U.shape[:2], self.extra_dim)}, got {None if extra is None else tuple(extra.shape)}")
+            h = h + F.linear(extra.detach().float(), We)
+        hv, hs = h.split([v0.out_features, s0.out_features], -1)
         return self.value_head[1:](hv).squeeze(-1), torch.sigmoid(self.sigma_head[1:](hs).squeeze(-1))
 
 def unsil_loss(pred, # (N,) predicted interactions
@@ -756,8 +776,7 @@ class LoupeObjective(Objective):
                     A = s * F.normalize(hr, dim=-1) @ F.normalize(hp, dim=-1).transpose(1, 2)              # (B, M, K)
                     M, K = A.shape[1:]
                     pair = pv[:, None, :].expand(B, M, K)
-                    qf = torch.cat([F.normalize(hr.detach(), dim=-1)[:, :, None].expand(B, M, K, D),
-                                    F.normalize(hp.detach(), dim=-1)[:, None].expand(B, M, K, D)], -1).reshape(B, M * K, 2 * D)
+                    qf = (F.normalize(hr.detach(), dim=-1), F.normalize(hp.detach(), dim=-1))       # the pairs' query: cat(region, phrase)
                     P1, P2, _, _ = _fsa_setup(A, None, pv)
                     ex = torch.cat([P1[..., None], P2[..., None], fsa_endpoints(A, None, pv)], -1).view(B, M * K, 4)
                     pf, sf = self.unsil_fsa(qf, hr, hp, None, pv, extra=ex)
