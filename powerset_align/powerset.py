@@ -426,15 +426,17 @@ template <class T> struct VT;
 template <> struct VT<float>  { typedef float V __attribute__((vector_size(32))); typedef int32_t I __attribute__((vector_size(32))); };
 template <> struct VT<double> { typedef double V __attribute__((vector_size(32))); typedef int64_t I __attribute__((vector_size(32))); };
 
-// e^-a for 0 <= a <= 40: a = n ln2 + r, |r| <= ln2/2; e^-r by its Taylor polynomial; 2^-n built in the exponent bits
+// e^-a for 0 <= a <= 40: e^-a = 2^k e^-z, k = round(-a log2 e), |z| <= ln2/2, e^-z by a polynomial; 2^k built in the exponent bits
 static inline VT<float>::V exp_neg(VT<float>::V a) {
     typedef VT<float>::V V; typedef VT<float>::I I;
-    I n = __builtin_convertvector(a * 1.44269504088896341f + 0.5f, I);
-    V nf = __builtin_convertvector(n, V);
-    V y = nf * 0.693145751953125f - a + nf * 1.42860682030941723212e-6f;   // -r, the split ln 2 keeps it exact
-    V q = 1.f / 120 + y * (1.f / 720); q = 1.f / 24 + y * q; q = 1.f / 6 + y * q;
-    q = 0.5f + y * q; q = 1.f + y * q; q = 1.f + y * q;
-    I b = (127 - n) << 23;
+    // a = z - k ln2 with k = round(-a log2 e) <= 0, |z| <= ln2/2: adding 1.5 * 2^23 rounds, and leaves k in the low bits
+    V t = a * -1.44269504088896341f + 12582912.f;
+    V z = (t - 12582912.f) * 0.693147182464599609375f + a;
+    // e^-z = 1 - z + z^2 P(z), P of degree 3 fitted for the least maximal error on |z| <= ln2/2 (2e-7, as float rounding)
+    V q = 4.189827666e-02f + z * -8.374639787e-03f; q = -1.666645706e-01f + z * q; q = 4.999914765e-01f + z * q;
+    q = -1.f + z * q; q = 1.f + z * q;
+    I b; __builtin_memcpy(&b, &t, sizeof b);
+    b = (b << 23) + (127 << 23);                        // 2^k: t's bits are those of 1.5 * 2^23 plus k, and the former shift out
     V s; __builtin_memcpy(&s, &b, sizeof s);
     return q * s;
 }
@@ -452,11 +454,39 @@ static inline VT<double>::V exp_neg(VT<double>::V a) {
     return q * s;
 }
 
+// 2^-a for 0 <= a <= 58, as q * 2^k: k = round(-a), a = f - k, |f| <= 1/2, q = 2^-f by a polynomial. Adding 1.5 * 2^p
+// (p = mantissa bits) rounds to an integer and leaves it in the low bits; shifted by p they become k in the exponent
+// field, and the constant's own bits shift out. Returns q and those bits (k << p), to be added to a float's bits.
+static inline VT<float>::V exp2_neg(VT<float>::V a, VT<float>::I& kbits) {
+    typedef VT<float>::V V; typedef VT<float>::I I;
+    V t = 12582912.f - a, f = a + (t - 12582912.f);
+    V q = 9.671875276e-03f + f * -1.340725925e-03f; q = -5.550308526e-02f + f * q; q = 2.402223498e-01f + f * q;
+    q = -6.931472421e-01f + f * q; q = 1.f + f * q;   // fitted for the least maximal error on |f| <= 1/2 (2e-7, as float rounding)
+    I b; __builtin_memcpy(&b, &t, sizeof b); kbits = b << 23;
+    return q;
+}
+static inline VT<double>::V exp2_neg(VT<double>::V a, VT<double>::I& kbits) {
+    typedef VT<double>::V V; typedef VT<double>::I I;
+    V t = 6755399441055744.0 - a, f = a + (t - 6755399441055744.0);
+    const double c[] = {1.0 / 6227020800, 1.0 / 479001600, 1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320,
+                        1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1.0, 1.0};
+    V y = f * -0.693147180559945309417, q = (V){} + 1.0 / 87178291200.0;   // e^y by its Taylor polynomial, degree 14
+    for (double ci : c) q = ci + y * q;
+    I b; __builtin_memcpy(&b, &t, sizeof b); kbits = b << 52;
+    return q;
+}
+
 // |x| and min(|x|, 40) with integer operations on the bits (non-negative floats order like their bit patterns;
 // a NaN's pattern lies above 40's, so it becomes 40 as with a comparison, and the NaN travels on through |x|)
 template <class T> struct Bits;
 template <> struct Bits<float> { typedef VT<float>::I I; static constexpr int32_t sign = 0x7fffffff, forty = 0x42200000; };
 template <> struct Bits<double> { typedef VT<double>::I I; static constexpr int64_t sign = 0x7fffffffffffffffLL, forty = 0x4044000000000000LL; };
+template <class V> static inline void vabs58(V x, V& a, V& a58) {   // |x| and min(|x|, 40 log2 e) (a NaN becomes the latter)
+    typedef decltype(+x[0]) T; typedef typename Bits<T>::I I;
+    I b; __builtin_memcpy(&b, &x, sizeof b);
+    b &= Bits<T>::sign; __builtin_memcpy(&a, &b, sizeof a);
+    a58 = a < T(57.707801635558536) ? a : T(57.707801635558536);
+}
 template <class V> static inline void vabs40(V x, V& a, V& a40) {
     typedef decltype(+x[0]) T; typedef typename Bits<T>::I I;
     I b; __builtin_memcpy(&b, &x, sizeof b);
@@ -503,6 +533,30 @@ static inline VT<double>::V vlog(VT<double>::V x) {
     V q = 2.0 / 23 + t2 * (2.0 / 25);
     for (int k = 21; k >= 1; k -= 2) q = 2.0 / k + t2 * q;
     return __builtin_convertvector(e, V) * 0.693147180559945309 + t * q;
+}
+
+// W x W transposes (W = lanes): r[j] holds row j; afterwards r[j] holds column j
+#ifdef __clang__
+#define SHUF(I, a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUF(I, a, b, ...) __builtin_shuffle(a, b, (I){__VA_ARGS__})
+#endif
+static inline void transpose(VT<float>::V* r) {
+    typedef VT<float>::I I; VT<float>::V t[8], u[8];
+    for (int j = 0; j < 8; j += 2) {
+        t[j] = SHUF(I, r[j], r[j + 1], 0, 8, 1, 9, 4, 12, 5, 13); t[j + 1] = SHUF(I, r[j], r[j + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int j = 0; j < 8; j += 4)
+        for (int h = 0; h < 2; ++h) {
+            u[j + 2 * h] = SHUF(I, t[j + h], t[j + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[j + 2 * h + 1] = SHUF(I, t[j + h], t[j + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int j = 0; j < 4; ++j) { r[j] = SHUF(I, u[j], u[j + 4], 0, 1, 2, 3, 8, 9, 10, 11); r[j + 4] = SHUF(I, u[j], u[j + 4], 4, 5, 6, 7, 12, 13, 14, 15); }
+}
+static inline void transpose(VT<double>::V* r) {
+    typedef VT<double>::I I; VT<double>::V t[4];
+    for (int j = 0; j < 4; j += 2) { t[j] = SHUF(I, r[j], r[j + 1], 0, 4, 2, 6); t[j + 1] = SHUF(I, r[j], r[j + 1], 1, 5, 3, 7); }
+    for (int j = 0; j < 2; ++j) { r[j] = SHUF(I, t[j], t[j + 2], 0, 1, 4, 5); r[j + 2] = SHUF(I, t[j], t[j + 2], 2, 3, 6, 7); }
 }
 
 struct Odometer {   // a pair's batch index and the offsets it gives in S0, node_leaf, region_valid, node_valid and the output
@@ -557,8 +611,8 @@ template <class T> struct Work {   // one thread's pass over its pairs; scratch:
             const T* row = nl + o[1] + k * P.nl_k;
             for (int64_t l = 0; l < P.L; ++l) t[l * KB * W + k] = ok ? row[l * P.nl_l] : T(0);
         }
-        const T itau = T(1.0 / P.tau);
-        for (int64_t i = 0; i < P.L * KB; ++i) nlTx[i] = nlT[i] * itau;
+        const T itau = T(1.4426950408889634 / P.tau);
+        for (int64_t i = 0; i < P.L * KB; ++i) nlTx[i] = nlT[i] * itau;    // scores s / tau in units of log 2
         T* r = (T*)nlR.data();      // and as rows (K, L) padded to whole vectors, for the backward's dS0 = dS node_leaf
         for (int64_t k = 0; k < KB * W; ++k) for (int64_t l = 0; l < LB * W; ++l) r[k * LB * W + l] = l < P.L ? t[l * KB * W + k] : T(0);
     }
@@ -572,21 +626,28 @@ template <class T> struct Work {   // one thread's pass over its pairs; scratch:
 
     // sum over valid regions of softplus(x) = sum (x + |x|)/2 + log prod (1 + e^-min(|x|, 40)), <= 64 factors in [1, 2] per product
     struct SP {
-        V lin = {}, abs = {}, prod = (V){} + 1, logs = {};
-        inline void add(V x) { V a, a40; vabs40(x, a, a40); lin += x; abs += a; prod *= 1 + exp_neg(a40); }
+        V lin = {}, abs = {}, prod = (V){} + 1, logs = {};   // lin, abs in units of log 2
+        // x in units of log 2 (x log2 e): softplus = ((x + |x|)/2) log 2 + log(1 + 2^-min(|x|, 40 log2 e))
+        inline void add(V x) {
+            V a, a58; vabs58(x, a, a58); lin += x; abs += a;
+            typename Bits<T>::I kb; V q = exp2_neg(a58, kb);
+            typename Bits<T>::I pb; V pk;
+            __builtin_memcpy(&pb, &prod, sizeof pb); pb += kb; __builtin_memcpy(&pk, &pb, sizeof pk);   // prod 2^k: k added to the exponent
+            prod += pk * q;
+        }
         inline void flush() { logs += vlog(prod); prod = (V){} + 1; }
-        inline V sum() const { return T(0.5) * (lin + abs) + logs + vlog(prod); }
+        inline V part() const { return T(0.5 * 0.6931471805599453) * (lin + abs) + logs; }   // the sum is part() + vlog(prod)
     };
 
     // node block b: s1 = sum_m softplus(s/tau); with TWO also s2 = sum_m softplus(beta s), lin = sum_m beta s; else lin = sum_m s/tau
-    template <bool TWO, bool MASKED> inline void region_sums(const T* S0, int64_t b, T itau, T beta, V& s1, V& lin, V& s2) const {
+    template <bool TWO, bool MASKED> inline void region_sums(const T* S0, int64_t b, T itau, T beta, V& c1, V& p1, V& lin, V& c2, V& p2) const {
         const int64_t L = P.L, sl = P.s0_l, KBl = KB, n = nm;
         const V* col = TWO ? &nlT[b] : &nlTx[b];         // node_leaf of block b, column l at col[l * KB]; nlTx = nlT / tau
         const int64_t* rows = roff.data();
         const int64_t base = o[0], sm = P.s0_m;
         auto rowp = [&](int64_t i) { return MASKED ? S0 + rows[i] : S0 + base + i * sm; };
         SP a, c;
-        auto add = [&](V s) { if (TWO) { a.add(s * itau); c.add(s * beta); } else a.add(s); };
+        auto add = [&](V s) { if (TWO) { a.add(s * itau); c.add(s * beta); } else a.add(s); };   // itau, beta: times log2 e
         for (int64_t i = 0; i < n;) {
             const int64_t e = std::min<int64_t>(n, i + 64);
             for (; i + 4 <= e; i += 4) {                   // four regions at a time: each column of node_leaf loaded once
@@ -606,56 +667,77 @@ template <class T> struct Work {   // one thread's pass over its pairs; scratch:
             }
             if (i < n) { a.flush(); if (TWO) c.flush(); }
         }
-        s1 = a.sum(); lin = a.lin;
-        if (TWO) { s2 = c.sum(); lin = c.lin; }
+        c1 = a.part(); p1 = a.prod; lin = a.lin * T(0.6931471805599453);
+        if (TWO) { c2 = c.part(); p2 = c.prod; lin = c.lin * T(0.6931471805599453); }
     }
 
     // G pairs at a time: first the node sums of each (long independent chains), then layer 3 of each (short serial tails),
     // so that the core overlaps one pair's tail with the next pair's work
-    static constexpr int G = 16;
+    static constexpr int G = 32;
     void forward(const T* S0, const T* nl, T* out, T* pk, int64_t count) {
         const int64_t K = P.K;
         const bool two = std::fabs(P.beta * P.tau - 1.0) >= 1e-12;
         const T itau = T(1.0 / P.tau), beta = T(P.beta), z = T(P.zeta), hz = T(0.5 * (1 - P.zeta));
+        const T itau2 = T(1.4426950408889634 / P.tau), beta2 = T(1.4426950408889634 * P.beta);   // in units of log 2
         for (int g = 0; g < count; ++g, next()) {
             load(nl);
-            gp[g] = o[4]; gnk[g] = nm == 0 ? 0 : nk;
+            gp[g] = o[4]; gnk[g] = nm == 0 ? 0 : nk; gnm[g] = nm;
             if (gnk[g] == 0) continue;
-            const T nln2 = T(nm * 0.6931471805599453);
-            V t1 = {};
             for (int64_t b = 0; b < KB; ++b) {
-                V s1, lin, s2 = {};
-                if (P.rv) { if (two) region_sums<true, true>(S0, b, itau, beta, s1, lin, s2); else region_sums<false, true>(S0, b, itau, beta, s1, lin, s2); }
-                else if (two) region_sums<true, false>(S0, b, itau, beta, s1, lin, s2); else region_sums<false, false>(S0, b, itau, beta, s1, lin, s2);
-                t1 += valid[b] * s1;
-                V u = hz * lin + z * ((two ? s2 : s1) - nln2);
-                gu[g * KB + b] = valid[b] != 0 ? u : (V){} - INFINITY;   // masked nodes leave the LSE
+                V* q = &gq[(g * KB + b) * 6];     // the parts of the node sums; their logs are taken in layer 3
+                if (P.rv) { if (two) region_sums<true, true>(S0, b, itau2, beta2, q[0], q[1], q[2], q[3], q[4]); else region_sums<false, true>(S0, b, itau2, beta2, q[0], q[1], q[2], q[3], q[4]); }
+                else if (two) region_sums<true, false>(S0, b, itau2, beta2, q[0], q[1], q[2], q[3], q[4]); else region_sums<false, false>(S0, b, itau2, beta2, q[0], q[1], q[2], q[3], q[4]);
+                q[5] = valid[b];
             }
-            gt1[g] = t1;
         }
-        // layer 3: T1 = tau * mean over valid nodes; T2 = LSE over valid nodes / beta
-        for (int g = 0; g < count; ++g) {
-            const int64_t p = gp[g];
-            if (gnk[g] == 0) { out[p] = 0; if (pk) for (int64_t k = 0; k < K; ++k) pk[p * K + k] = 0; continue; }
-            V* u = &gu[g * KB];
-            V umax = u[0];
-            for (int64_t b = 1; b < KB; ++b) umax = umax > u[b] ? umax : u[b];
-            T mx = umax[0], t1 = gt1[g][0];
-            for (int j = 1; j < W; ++j) { mx = std::max(mx, umax[j]); t1 += gt1[g][j]; }
-            V se = {};
-            for (int64_t b = 0; b < KB; ++b) {   // terms below e^-40 of the max (and masked nodes) drop out
-                V a = mx - u[b];
-                u[b] = a < 40 ? exp_neg(a < 40 ? a : (V){}) : (V){};
-                se += u[b];
+        // layer 3, W pairs at a time, one pair per lane: T1 = tau * mean over valid nodes; T2 = LSE over valid nodes / beta
+        for (int g0 = 0; g0 < count; g0 += W) {
+            V r[W], t1r[W]; T ink[W];
+            for (int j = 0; j < W; ++j) {   // per pair: the node sums (their logs now), as vectors over nodes
+                const int g = g0 + j;
+                t1r[j] = (V){};
+                if (g >= count || gnk[g] == 0) { ink[j] = 0; for (int64_t b = 0; b < KB; ++b) gu[j * KB + b] = (V){}; continue; }
+                ink[j] = T(1) / T(gnk[g]);
+                const T nln2 = T(gnm[g] * 0.6931471805599453);
+                for (int64_t b = 0; b < KB; ++b) {
+                    const V* q = &gq[(g * KB + b) * 6];
+                    V s1 = q[0] + vlog(q[1]);
+                    t1r[j] += q[5] * s1;
+                    V uu = hz * q[2] + z * ((two ? q[3] + vlog(q[4]) : s1) - nln2);
+                    gu[j * KB + b] = q[5] != 0 ? uu : (V){} - INFINITY;   // masked nodes leave the LSE
+                }
             }
-            T sum = se[0];
-            for (int j = 1; j < W; ++j) sum += se[j];
-            if (pk) { const T* e = (const T*)u; for (int64_t k = 0; k < K; ++k) pk[p * K + k] = e[k] / sum; }
-            out[p] = T(P.tau) * t1 / T(gnk[g]) + (mx + std::log(sum)) / beta;
+            V* U = gut.data();                  // U[k]: node k of the W pairs
+            for (int64_t b = 0; b < KB; ++b) {
+                for (int j = 0; j < W; ++j) r[j] = gu[j * KB + b];
+                transpose(r);
+                for (int j = 0; j < W; ++j) U[b * W + j] = r[j];
+            }
+            transpose(t1r);
+            V t1 = t1r[0], mx = U[0];
+            for (int j = 1; j < W; ++j) t1 += t1r[j];
+            for (int64_t k = 1; k < KB * W; ++k) mx = mx > U[k] ? mx : U[k];
+            V se = {};
+            for (int64_t k = 0; k < KB * W; ++k) {   // terms below e^-40 of the max (and masked nodes) drop out
+                V a = mx - U[k];
+                U[k] = a < 40 ? exp_neg(a < 40 ? a : (V){}) : (V){};
+                se += U[k];
+            }
+            V inkv; __builtin_memcpy(&inkv, ink, sizeof inkv);
+            V o = T(P.tau) * t1 * inkv + (mx + vlog(se)) * T(1 / P.beta);
+            const int n = std::min<int>(W, count - g0);
+            for (int j = 0; j < n; ++j) out[gp[g0 + j]] = ink[j] != 0 ? o[j] : T(0);
+            if (pk) {
+                V ise = 1 / se;
+                for (int j = 0; j < n; ++j) {
+                    T* pp = pk + gp[g0 + j] * K;
+                    for (int64_t k = 0; k < K; ++k) pp[k] = ink[j] != 0 ? U[k][j] * ise[j] : T(0);
+                }
+            }
         }
     }
-    std::vector<V> gu = std::vector<V>(G * KB), gt1 = std::vector<V>(G);
-    int64_t gp[G], gnk[G];
+    std::vector<V> gu = std::vector<V>(W * KB), gut = std::vector<V>(W * KB), gq = std::vector<V>(6 * G * KB);
+    int64_t gp[G], gnk[G], gnm[G];
 
     void backward(const T* S0, const T* nl, const T* g, const T* pk, T* gS0, T* gnl) {   // gnl: this thread's node_leaf-shaped sums
         load(nl);
