@@ -430,7 +430,7 @@ def bench_train_steps(presets=('tiny',), # model presets to time
                              samples_per_s=batch_size / (ms[m] / 1e3), ratio_vs_clip=ms[m] / ms['clip']))
     return rows
 
-# %% ../nbs/55_bench.ipynb #0e591899
+# %% ../nbs/55_bench.ipynb #45f84198
 def bench_step_flops(presets=('tiny', 'small'), # model presets
                      methods=('sparc', 'grain'), # objective names; 'clip' is always included
                      batch_size:int=32, # samples per step (32: the default of `train`)

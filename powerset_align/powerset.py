@@ -56,8 +56,12 @@ def _check_inputs(S0, node_leaf, region_valid=None, node_valid=None):
                          f"{None if node_valid is None else _shape(node_valid)}") from None
     return S0, node_leaf, masks[0], masks[1], batch
 
+_BROADCAST = {}   # the results of _broadcast (calls repeat the same shapes)
+
 def _broadcast(shapes):
     "torch broadcasting of shapes (right-aligned); ValueError if they do not broadcast."
+    key = tuple(shapes)
+    if key in _BROADCAST: return _BROADCAST[key]
     n = max(len(t) for t in shapes)
     out = [1] * n
     for t in shapes:
@@ -65,7 +69,9 @@ def _broadcast(shapes):
             if d != 1:
                 if out[i] not in (1, d): raise ValueError
                 out[i] = d
-    return torch.Size(out)
+    if len(_BROADCAST) >= 1024: _BROADCAST.clear()
+    out = _BROADCAST[key] = torch.Size(out)
+    return out
 
 def _check_pos(name, v):
     "Return `v` as a float; raise ValueError unless it is a finite number > 0."
@@ -898,11 +904,12 @@ def _nla_kernel():
 
 def _kernel_fits(batch, *ts):
     "Whether the kernel can take these tensors: all on the CPU, at most 16 batch dims, and not while torch.compile traces."
-    return len(batch) <= 16 and all(t is None or t.device.type == 'cpu' for t in ts) and not torch.compiler.is_compiling()
+    return len(batch) <= 16 and all(t is None or t.is_cpu for t in ts) and not torch.compiler.is_compiling()
 
 def _kernel_threads(n, M, K): return max(1, min(torch.get_num_threads(), n * M * K // 2**15))   # threads only for enough work
 
 _LAYOUTS = {}   # the kernel's integer arguments per dtype, threads, batch, shapes and strides (they repeat from call to call)
+_PTRS, _REALS = {n: ctypes.c_void_p * n for n in (6, 8)}, ctypes.c_double * 3   # the argument array types of the two functions
 
 def _kernel_call(fn, S0, nl, rv, nv, tau, beta, zeta, batch, nt, *bufs):
     "Run the kernel's `fn` over the broadcast batch with `nt` threads: per tensor and batch dim a stride, 0 where it is broadcast."
@@ -922,14 +929,16 @@ def _kernel_call(fn, S0, nl, rv, nv, tau, beta, zeta, batch, nt, *bufs):
         if len(_LAYOUTS) >= 256: _LAYOUTS.clear()
         ints = _LAYOUTS[key] = (ctypes.c_int64 * len(ints))(*ints)
     ptrs = [None if t is None else t.data_ptr() for t in (S0, nl, rv, nv, *bufs)]
-    rc = fn(ints, (ctypes.c_void_p * len(ptrs))(*ptrs), (ctypes.c_double * 3)(tau, beta, zeta))
+    rc = fn(ints, _PTRS[len(ptrs)](*ptrs), _REALS(tau, beta, zeta))
     if rc: raise RuntimeError(f'NLA kernel: {fn.__name__} returned {rc}')
 
-def _kernel_forward(S0, nl, rv, nv, tau, beta, zeta, want_p):
+def _kernel_forward(S0, nl, rv, nv, tau, beta, zeta, want_p, batch=None):
     "S-bar (...) from the kernel, the (..., K) LSE weights if `want_p`, and S0 and node_leaf as the kernel read them."
-    dt = _nla_dtype(S0, nl)
-    S0, nl = S0.to(dt), nl.to(dt).contiguous()
-    batch = tuple(_broadcast([S0.shape[:-2], nl.shape[:-2]] + [m.shape[:-1] for m in (rv, nv) if m is not None]))
+    dt = S0.dtype if S0.dtype == nl.dtype and S0.dtype in (torch.float32, torch.float64) else _nla_dtype(S0, nl)
+    if S0.dtype != dt: S0 = S0.to(dt)
+    if nl.dtype != dt or not nl.is_contiguous(): nl = nl.to(dt).contiguous()
+    if batch is None: batch = _broadcast([S0.shape[:-2], nl.shape[:-2]] + [m.shape[:-1] for m in (rv, nv) if m is not None])
+    batch = tuple(batch)
     out = S0.new_empty(batch)
     p = S0.new_empty(batch + (nl.shape[-2],)) if want_p else None
     _kernel_call(_nla_kernel().nla_forward, S0, nl, rv, nv, tau, beta, zeta, batch,
@@ -998,7 +1007,7 @@ def powerset_similarity(S0:Tensor, # leaf similarities (..., M, L); all pairs: (
         f = lambda S0, nl, rv, nv: _NLAKernel.apply(S0, nl, rv, nv, tau, beta, zeta)
         if chunk_size is None:                                           # no intermediate to keep in cache: one call
             if torch.is_grad_enabled() and (S0.requires_grad or node_leaf.requires_grad): return f(S0, node_leaf, rv, nv)
-            return _kernel_forward(S0, node_leaf, rv, nv, tau, beta, zeta, False)[0]   # nothing to differentiate
+            return _kernel_forward(S0, node_leaf, rv, nv, tau, beta, zeta, False, batch)[0]   # nothing to differentiate
     else: f = lambda S0, nl, rv, nv: _NLA.apply(S0, nl, rv, nv, tau, beta, zeta)
     return _chunked(f, (S0, node_leaf, rv, nv), (2, 2, 1, 1), batch, chunk_size, checkpoint, M, K, grad_chunks=not compile)
 
