@@ -414,18 +414,37 @@ def fsa_interactions(A, # (B, M, K) region-phrase alignment logits
         if out: res[bi, ii, jj] = torch.cat(out)
         return res
 
+def _max_without(P, valid, dim):
+    "max of P >= 0 over the valid entries of `dim` leaving out each entry in turn (0 if none is left): same shape as P."
+    Pm = F.pad(P.masked_fill(~valid, 0.).movedim(dim, -1), (0, 1))     # a 0 column: the top two always exist
+    top, arg = Pm.topk(2, dim=-1)                                       # best and second best, and where the best is
+    idx = torch.arange(P.shape[dim], device=P.device)
+    return torch.where(arg[..., :1] == idx, top[..., 1:], top[..., :1]).movedim(-1, dim)
+
 def fsa_endpoints(A, # (B, M, K) alignment logits
                   region_valid=None, # (B, M) bool
                   phrase_valid=None): # (B, K) bool
-    "The two exact strata of Eq. 10, f(empty) and f(all other players): (B, M, K, 2) (cheap features for UNSIL)."
+    "The two exact strata of Eq. 10, f(empty) and f(all other players): (B, M, K, 2) (cheap features for UNSIL; 0 off the valid pairs), in closed form."
     with torch.no_grad():
         P1, P2, rv, pv = _fsa_setup(A, region_valid, phrase_valid)
-        B, M, K = A.shape
-        b, i, j = [x.flatten() for x in torch.meshgrid(torch.arange(B, device=A.device), torch.arange(M, device=A.device),
-                                                      torch.arange(K, device=A.device), indexing='ij')]
-        oth = _fsa_others(rv, pv, b, i, j)
-        z = torch.stack([torch.zeros_like(oth), oth], 1)
-        return _fsa_terms(P1[b], P2[b], i, j, z, _fsa_tables(P1, P2), b).view(B, M, K, 2)
+        pair = rv[:, :, None] & pv[:, None, :]
+        f0 = (P1 + P2) / 2                                              # S empty: v({i, j}) = (P1_ij + P2_ij) / 2, the rest 0
+        # S = all others: v over every player, minus phrase j, minus region i, minus both. Each region's best phrase
+        # without j (and each phrase's best region without i) is its best, or its second best where j (i) is the best.
+        rvf, pvf = rv.float(), pv.float()
+        nR, nP = rvf.sum(-1)[:, None, None], pvf.sum(-1)[:, None, None]  # (B, 1, 1)
+        m1, n1 = P1.masked_fill(~pair, 0.).amax(-1), P2.masked_fill(~pair, 0.).amax(1)   # (B, M) best phrase, (B, K) best region
+        E1, E2 = _max_without(P1, pair, -1), _max_without(P2, pair, 1)  # (B, M, K): region i's best without phrase j; phrase j's best without region i
+        s1, s2 = (m1 * rvf).sum(-1)[:, None, None], (n1 * pvf).sum(-1)[:, None, None]
+        T1, T2 = (E1 * rvf[..., None]).sum(1, keepdim=True), (E2 * pvf[:, None]).sum(2, keepdim=True)   # (B, 1, K), (B, M, 1)
+        div = lambda x, n: torch.where(n > 0, x / n.clamp_min(1), torch.zeros_like(x))
+        v_all = (s1 / nR.clamp_min(1) + s2 / nP.clamp_min(1)) / 2
+        v_no_j = (nP > 1) * (T1 / nR.clamp_min(1) + div(s2 - n1[:, None], nP - 1)) / 2
+        v_no_i = (nR > 1) * (div(s1 - m1[..., None], nR - 1) + T2 / nP.clamp_min(1)) / 2
+        v_none = ((nR > 1) & (nP > 1)) * (div(T1 - E1, nR - 1) + div(T2 - E2, nP - 1)) / 2
+        f1 = v_all - v_no_j - v_no_i + v_none
+        return torch.where(pair[..., None], torch.stack([f0, f1], -1), torch.zeros(()))
+
 
 # %% ../nbs/32_loupe.ipynb #c9d4e6fa
 def grid_centres(grid, device=None):
@@ -469,18 +488,22 @@ class RegionHead(nn.Module):
         return torch.cat([cxy - wh / 2, cxy + wh / 2], -1).clamp(0, 1), t[..., 4]
 
 # %% ../nbs/32_loupe.ipynb #7e1bde23
-class _Tanh(torch.autograd.Function):
-    "tanh(x), in place on a temporary x, as 2 sigmoid(2x) - 1 (on a CPU about twice as fast as torch.tanh on UNSIL's (B, Q, L, hidden) tensors); tanh's own backward."
+class _AdditiveScores(torch.autograd.Function):
+    "Additive attention scores tanh(u_q + v_l) @ w (B, Q, L) from u (B, Q, H), v (B, L, H), w (H,); the (B, Q, L, H) activations are recomputed in backward, not kept."
     @staticmethod
-    def forward(ctx, x):
-        y = x.mul_(2).sigmoid_().mul_(2).sub_(1)                        # no second (B, Q, L, hidden) tensor
-        ctx.mark_dirty(x)
-        ctx.save_for_backward(y)
-        return y
+    def _sig(u, v): return (2 * u)[:, :, None].add(2 * v[:, None]).sigmoid_()   # sigmoid(2x): tanh(x) = 2 sigmoid(2x) - 1, faster on a CPU
     @staticmethod
+    def forward(ctx, u, v, w):
+        ctx.save_for_backward(u, v, w)
+        return _AdditiveScores._sig(u, v) @ (2 * w) - w.sum()
+    @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, g):
-        y, = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(g, y)
+        u, v, w = ctx.saved_tensors
+        sg = _AdditiveScores._sig(u, v)
+        gw = 2 * (sg.flatten(0, 2).T @ g.flatten()) - g.sum()          # ds/dw = tanh
+        t = sg.addcmul_(sg, sg, value=-1).mul_(g[..., None])            # g sigmoid(1 - sigmoid), in place: tanh' = 4 sigmoid(1 - sigmoid)
+        return t.sum(2) * (4 * w), t.sum(1) * (4 * w), gw
 
 class _AdditiveAttention(nn.Module):
     "e = sum_j softmax_j(W3 tanh(W4 h + W5 x_j)) x_j (LOUPE Eq. 28-30)."
@@ -489,7 +512,7 @@ class _AdditiveAttention(nn.Module):
         self.w4, self.w5, self.w3 = nn.Linear(query_dim, hidden), nn.Linear(dim, hidden, bias=False), nn.Linear(hidden, 1, bias=False)
     def weights(self, u, x, mask=None): # u = W4 h (B, Q, hidden), x (B, L, D), mask (B, L)
         "The attention weights softmax_j(W3 tanh(u + W5 x_j)) (B, Q, L); all 0 for an empty context."
-        s = self.w3(_Tanh.apply(u[:, :, None] + self.w5(x)[:, None])).squeeze(-1)   # (B, Q, L)
+        s = _AdditiveScores.apply(u, self.w5(x), self.w3.weight[0])     # (B, Q, L)
         if mask is not None: s = s.masked_fill(~mask.bool()[:, None], float('-inf'))
         return s.softmax(-1).nan_to_num(0.)                               # an empty context pools to 0
     def forward(self, h, x, mask=None): # h (B, Q, Dq), x (B, L, D), mask (B, L)
