@@ -18,7 +18,7 @@ from .powerset import (random_problem, ops_per_pair, exact_similarity, powerset_
 from .objectives import random_outputs_and_batch, clip_loss
 from .methods import make_objective, valid_methods, build_objective, available_objectives
 from .models import build_model
-from .train import Trainer, probe_batch, batch_to, make_optimizer
+from .train import Trainer, probe_batch, batch_to, make_optimizer, train
 from .grain import GrainObjective
 from contextlib import nullcontext
 from types import SimpleNamespace
@@ -335,6 +335,8 @@ def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
                       seed:int=0, device:str='cpu',
                       loupe_config:dict|None=None, # extra LoupeObjective arguments
                       grain_config:dict|None=None, # extra GrainObjective arguments
+                      unsil_steps:int=100, # real training steps that warm the 'warmed up' row's UNSIL up (its default warm-up)
+                      unsil_batch_size:int=8, # scenes per warm-up step (UNSIL's sampled share hardly depends on it; it sets the cost)
                      ) -> list[dict]: # per preset and method: level='step', preset, name, ms, ratio (to CLIP), frac_sampled (LOUPE)
     "Training-step time of GRAIN and LOUPE (first step and warmed up) relative to CLIP's, on the same model and scenes batch."
     rows = []
@@ -344,9 +346,11 @@ def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
         torch.manual_seed(seed)
         objs = {'clip': make_objective('clip'), 'clip + descriptions encoded': _CLIPWithDescriptions(),
                 'grain': GrainObjective(embed_dim=D, **(grain_config or {})),
-                'loupe, first step': build_objective('loupe', model, embed_dim=D, **(loupe_config or {})),
-                'loupe, warmed up': build_objective('loupe', model, embed_dim=D, **{**(loupe_config or {}), 'unsil_warmup': 0})}
+                'loupe, first step': build_objective('loupe', model, embed_dim=D, **(loupe_config or {}))}
         trs = {k: Trainer(model, o, None, steps=10 ** 6, batch_size=batch_size, device=device, progress=False) for k, o in objs.items()}
+        # warmed up: a LOUPE run (model and objective) after its UNSIL warm-up of real training steps; from here on UNSIL is trusted
+        trs['loupe, warmed up'] = train('loupe', preset=preset, steps=unsil_steps, batch_size=unsil_batch_size, seed=seed, device=device,
+                                        objective_kwargs={**(loupe_config or {}), 'unsil_warmup': unsil_steps}, progress=False, tensorboard=False)
         batch = batch_to(batch, trs['clip'].device)
         first, logs = trs['loupe, first step'].objective, {}
         def step(k, tr):
@@ -601,7 +605,7 @@ MODULES = ('games', 'shapley', 'interactions', 'timing', 'powerset', 'grouping',
 BENCHES = [
     ('nla_vs_exact', bench_nla_vs_exact, dict(Ms=(10, 16), work=2 ** 18, nla_pairs=64, repeats=1, compiled=False), dict(Ms=(10, 16)), _nla_rows),
     ('objective_overhead', bench_objectives, dict(batch_size=8, repeats=1), dict(batch_size=64), lambda r: _ratio_rows(r, 'loss only, fwd+bwd', False)),
-    ('loupe_grain_overhead', bench_loupe_grain, dict(presets=('tiny',), batch_size=8, rounds=1, warmup_steps=1), {}, lambda r: _ratio_rows(r, 'training step')),
+    ('loupe_grain_overhead', bench_loupe_grain, dict(presets=('tiny',), batch_size=8, rounds=1, warmup_steps=1, unsil_steps=2), {}, lambda r: _ratio_rows(r, 'training step')),
     ('step_flops', bench_step_flops, dict(presets=('tiny',), batch_size=4), {}, _flops_rows),
     ('train_step_overhead', bench_train_steps, dict(steps=2, batch_size=8, warmup_steps=1), dict(steps=20, batch_size=32),
      lambda r: _ratio_rows(r, 'training step')),
