@@ -423,6 +423,9 @@ _NLA_CPP = r'''
 // Fused NLA (S-bar = NLA-T1 + NLA-T2) forward and closed-form backward, one loop per pair.
 // Vectorised over nodes with GCC/Clang vector extensions (32-byte vectors: AVX2 where the compiler targets it).
 #include <cstdint>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 #include <cmath>
 #include <vector>
 #include <thread>
@@ -491,7 +494,12 @@ template <class V> static inline void vabs58(V x, V& a, V& a58) {   // |x| and m
     typedef decltype(+x[0]) T; typedef typename Bits<T>::I I;
     I b; __builtin_memcpy(&b, &x, sizeof b);
     b &= Bits<T>::sign; __builtin_memcpy(&a, &b, sizeof a);
+#ifdef __AVX__
+    if constexpr (sizeof(T) == 4) a58 = _mm256_min_ps(a, _mm256_set1_ps(57.707801635558536f));   // one instruction (GCC makes a blend of the ?:)
+    else a58 = _mm256_min_pd(a, _mm256_set1_pd(57.707801635558536));
+#else
     a58 = a < T(57.707801635558536) ? a : T(57.707801635558536);
+#endif
 }
 template <class V> static inline void vabs40(V x, V& a, V& a40) {
     typedef decltype(+x[0]) T; typedef typename Bits<T>::I I;
