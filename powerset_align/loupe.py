@@ -109,11 +109,15 @@ def _tsa_terms(Ga, R, z, b):
     GR, aR, k = out[:, S, :P], out[:, S, P], out[:, S, P + 1]
     n2S = (Gz * zf).sum(-1)
     vS = _cos_from_gram(numS, n2S, nS == 0)
+    # the per-member terms v(S+x) only at R's members (a region is a few of the P patches): (N, S, kmax), padding masked
+    xs = torch.where(R, torch.arange(P, device=R.device), P).sort(-1).values[:, :max(1, int(k.max()))]
+    ok = (xs < P).float(); xs = xs.clamp(max=P - 1)
+    GzR = Gz.gather(-1, xs[:, None].expand(-1, S, -1))                 # z G at the members
     RGR = (Rf * GR).sum(-1)
-    vSR = _cos_from_gram(numS + aR[:, None], n2S + 2 * (Gz * Rf[:, None]).sum(-1) + RGR[:, None])
-    a, d = Ga[:, :, P][b], torch.diagonal(Ga[:, :, :P], dim1=1, dim2=2)[b]
-    vSx = _cos_from_gram(numS[..., None] + a[:, None], n2S[..., None] + 2 * Gz + d[:, None])
-    return vSR - (vSx * Rf[:, None]).sum(-1) + (k[:, None] - 1) * vS
+    vSR = _cos_from_gram(numS + aR[:, None], n2S + 2 * (GzR * ok[:, None]).sum(-1) + RGR[:, None])
+    a, d = Ga[:, :, P][b].gather(-1, xs), torch.diagonal(Ga[:, :, :P], dim1=1, dim2=2)[b].gather(-1, xs)
+    vSx = _cos_from_gram(numS[..., None] + a[:, None], n2S[..., None] + 2 * GzR + d[:, None])
+    return vSR - (vSx * ok[:, None]).sum(-1) + (k[:, None] - 1) * vS
 
 def _tsa_setup(patch_embeds, text_embeds, regions, patch_valid):
     B, P, D = patch_embeds.shape
