@@ -167,13 +167,18 @@ def exactness_worker(rank:int, world_size:int, n:int=8, dim:int=4, seed:int=0,
 _U64 = 1 << 64
 def _i64(c:int)->int: return c - _U64 if c >= 1 << 63 else c          # a uint64 constant as int64
 def _srl(x, s): return (x >> s) & ((1 << (64 - s)) - 1)             # logical right shift of int64
-def _mix64(x):
-    "splitmix64's finaliser on int64 tensors (wrapping arithmetic): a bijection that scatters nearby keys."
-    x = x + _i64(0x9E3779B97F4A7C15)                                    # a new tensor: the rest runs in place on it
+def _mix64_(x):
+    "splitmix64's finaliser in place on an int64 tensor x (wrapping arithmetic), with one scratch tensor for the shifts."
+    x += _i64(0x9E3779B97F4A7C15)
+    t = torch.empty_like(x)                                             # large temporaries cost page faults: one, reused
     for s, m in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None)):
-        t = x >> s; t &= (1 << (64 - s)) - 1; x ^= t                  # x ^= x >>> s (logical shift)
+        torch.bitwise_right_shift(x, s, out=t); t &= (1 << (64 - s)) - 1; x ^= t   # x ^= x >>> s (logical shift)
         if m is not None: x *= _i64(m)
     return x
+
+def _mix64(x):
+    "splitmix64's finaliser on int64 tensors (wrapping arithmetic): a bijection that scatters nearby keys."
+    return _mix64_(x.to(torch.int64, copy=True))
 
 def stream_keys(seed:int, # e.g. a base seed mixed with the training step
                 *index:torch.Tensor, # broadcastable integer tensors naming each item (global sample index, region, ...)
@@ -195,5 +200,6 @@ def keyed_uniform(keys:torch.Tensor, # (...) int64 from `stream_keys`
     idx = torch.zeros((), dtype=torch.int64, device=keys.device)
     for d, n in enumerate(shape):                                   # counter = (salt, s, ..., p) in 16-bit fields
         idx = idx * (1 << 16) + torch.arange(n, device=keys.device).view((n,) + (1,) * (len(shape) - d - 1))
-    z = _mix64(keys.view(keys.shape + (1,) * len(shape)) ^ _mix64(idx + (salt << 48)))
-    return _srl(z, 40).float() * 2.0 ** -24
+    z = _mix64_(keys.view(keys.shape + (1,) * len(shape)) ^ _mix64_(idx + (salt << 48)))   # in place on the xor's new tensor
+    z >>= 40; z &= (1 << 24) - 1                                        # the top 24 bits: z >>> 40
+    return z.float().mul_(2.0 ** -24)

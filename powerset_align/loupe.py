@@ -80,7 +80,7 @@ def coalition_samples(others, # (N, n) bool: the players outside the merged one,
     u = (rand(2, N, 1) + torch.arange(h, device=dev)) / h                                  # (N, h) in (0, 1)
     c = 1 + (u * (n_out - 1)).floor().clamp(min=0)                                                  # sizes in 1..n'-1
     # keys >= 0: their float32 bit patterns sort as the numbers do, and an int32 sort is the faster
-    keys = rand(3, N, h, n).masked_fill(~others[:, None], 2.)
+    keys = rand(3, N, h, n).masked_fill_(~others[:, None], 2.)          # in place on the fresh draws
     keys = keys.view({torch.float32: torch.int32, torch.float64: torch.int64}.get(keys.dtype, keys.dtype))
     thr = keys.sort(-1).values.gather(-1, (c.long() - 1).clamp(0, n - 1)[..., None])
     inner = (keys <= thr) & others[:, None]
@@ -94,6 +94,8 @@ def _times_gram(x, G, b):
     "x[i] @ G[b[i]] for items x (N, S, P) of images b (N,) in ascending order, G (B, P, Q): one product per image, not a (N, P, P) copy of G."
     ub, bc = torch.unique_consecutive(b, return_inverse=True)
     cnt = torch.bincount(bc, minlength=len(ub))
+    if bool((cnt == cnt[0]).all()):                                     # equal counts: the items are already grouped by image
+        return (x.reshape(len(ub), -1, x.shape[-1]) @ G[ub]).view(*x.shape[:-1], G.shape[-1])
     slot = torch.arange(len(b), device=b.device) - (cnt.cumsum(0) - cnt)[bc]  # rank of each item in its image
     xd = x.new_zeros(len(ub), int(cnt.max()), *x.shape[1:])
     xd[bc, slot] = x
@@ -101,18 +103,20 @@ def _times_gram(x, G, b):
 
 def _tsa_terms(Ga, R, z, b):
     "Eq. 7 summands f(S) = v(S+R) - sum_x v(S+x) + (|R|-1) v(S) of the Gram-form game: Ga (B,P,P+2) = [G | a | 1], R (N,P) bool, z (N,S,P) bool, b (N,) ascending image of each item -> (N,S)."
-    zf, Rf = z.float(), R.float()
     S, P = z.shape[1:]
+    x = torch.empty(len(z), S + 1, P, device=z.device)                 # the coalitions, then the region
+    x[:, :S], x[:, S] = z, R
+    zf, Rf = x[:, :S], x[:, S]
     # one product per image gives, for the coalitions and the region: z G, the sum of their a, and their size
-    out = _times_gram(torch.cat([zf, Rf[:, None]], 1), Ga, b)           # (N, S+1, P+2)
+    out = _times_gram(x, Ga, b)                                         # (N, S+1, P+2)
     Gz, numS, nS = out[:, :S, :P], out[:, :S, P], out[:, :S, P + 1]
     GR, aR, k = out[:, S, :P], out[:, S, P], out[:, S, P + 1]
-    n2S = (Gz * zf).sum(-1)
-    vS = _cos_from_gram(numS, n2S, nS == 0)
     # the per-member terms v(S+x) only at R's members (a region is a few of the P patches): (N, S, kmax), padding masked
     xs = torch.where(R, torch.arange(P, device=R.device), P).sort(-1).values[:, :max(1, int(k.max()))]
     ok = (xs < P).float(); xs = xs.clamp(max=P - 1)
     GzR = Gz.gather(-1, xs[:, None].expand(-1, S, -1))                 # z G at the members
+    n2S = Gz.mul_(zf).sum(-1)                                           # z G z, in place on the product (no new large tensor)
+    vS = _cos_from_gram(numS, n2S, nS == 0)
     RGR = (Rf * GR).sum(-1)
     vSR = _cos_from_gram(numS + aR[:, None], n2S + 2 * (GzR * ok[:, None]).sum(-1) + RGR[:, None])
     a, d = Ga[:, :, P][b].gather(-1, xs), torch.diagonal(Ga[:, :, :P], dim1=1, dim2=2)[b].gather(-1, xs)
@@ -339,7 +343,8 @@ def _fsa_tables(P1, P2, max_elems=1 << 22):
 def _subset_max(T, b, code):
     "Look up T (B, R, 2**C) at the subsets with bit codes code (N, S) long (bit c = column c) of images b (N,) -> (N, S, R)."
     R, C2 = T.shape[1], T.shape[2]
-    flat = (b[:, None, None] * R + torch.arange(R, device=code.device)) * C2 + code[:, :, None]
+    dt = torch.int32 if T.numel() < 2 ** 31 else torch.int64           # half the index bytes where they fit
+    flat = ((b[:, None, None] * R + torch.arange(R, device=code.device)) * C2).to(dt) + code.to(dt)[:, :, None]
     return T.reshape(-1)[flat]
 
 def _sizes_and_codes(zf, M):
@@ -367,13 +372,14 @@ def _fsa_terms(P1, P2, i, j, z, tables=None, b=None):
         zt = z.permute(2, 0, 1).to(P1.dtype).contiguous()               # (M+K, N, S)
         b1 = (P1.permute(2, 0, 1).contiguous()[:, :, None] * zt[M:, :, :, None]).amax(0)   # (N, S, M) best present phrase per region
         b2 = (P2.permute(1, 0, 2).contiguous()[:, :, None] * zt[:M, :, :, None]).amax(0)   # (N, S, K) best present region per phrase
-    b1j = torch.maximum(b1, P1[n, :, j][:, None])                        # ... once phrase j is in
-    b2i = torch.maximum(b2, P2[n, i, :][:, None])                        # ... once region i is in
     has_r, has_p = (nr > 0).to(P1.dtype), (np_ > 0).to(P1.dtype)
-    t1, t1j = (b1 * zr).sum(-1), (b1j * zr).sum(-1)                     # sums over the present regions
-    t2, t2i = (b2 * zp).sum(-1), (b2i * zp).sum(-1)                     # sums over the present phrases
-    b1_i, b1j_i = b1[n, :, i], b1j[n, :, i]                              # region i's own best (S's phrases, + j)
-    b2_j, b2i_j = b2[n, :, j], b2i[n, :, j]
+    b1_i, b2_j = b1[n, :, i], b2[n, :, j]                               # region i's own best phrase in S (phrase j's best region)
+    m1, m2 = b1 * zr, b2 * zp
+    t1, t2 = m1.sum(-1), m2.sum(-1)                                     # sums over the present regions (phrases)
+    # ... once phrase j (region i) is in; in place: large temporaries cost page faults
+    b1j, b2i = torch.maximum(b1, P1[n, :, j][:, None], out=b1), torch.maximum(b2, P2[n, i, :][:, None], out=b2)
+    t1j, t2i = torch.mul(b1j, zr, out=m1).sum(-1), torch.mul(b2i, zp, out=m2).sum(-1)
+    b1j_i, b2i_j = b1j[n, :, i], b2i[n, :, j]
     v_ij = ((t1j + b1j_i) / (nr + 1) + (t2i + b2i_j) / (np_ + 1)) / 2   # never empty
     v_i = has_p * ((t1 + b1_i) / (nr + 1) + t2i / np_.clamp_min(1)) / 2
     v_j = has_r * (t1j / nr.clamp_min(1) + (t2 + b2_j) / (np_ + 1)) / 2
