@@ -343,9 +343,8 @@ def _fsa_tables(P1, P2, max_elems=1 << 22):
 def _subset_max(T, b, code):
     "Look up T (B, R, 2**C) at the subsets with bit codes code (N, S) long (bit c = column c) of images b (N,) -> (N, S, R)."
     R, C2 = T.shape[1], T.shape[2]
-    dt = torch.int32 if T.numel() < 2 ** 31 else torch.int64           # half the index bytes where they fit
-    flat = ((b[:, None, None] * R + torch.arange(R, device=code.device)) * C2).to(dt) + code.to(dt)[:, :, None]
-    return T.reshape(-1)[flat]
+    flat = (b[:, None, None] * R + torch.arange(R, device=code.device)) * C2 + code[:, :, None]
+    return T.reshape(-1).index_select(0, flat.view(-1)).view(flat.shape)   # index_select: ~3x faster than [flat] on a CPU
 
 def _sizes_and_codes(zf, M):
     "Sizes of both sides (N, S) and bit codes of the phrases and of the regions present in zf (N, S, M+K) float, from one product (exact below 2**24)."
@@ -420,7 +419,7 @@ def fsa_interactions(A, # (B, M, K) region-phrase alignment logits
             b, i, j = bi[s:s + step], ii[s:s + step], jj[s:s + step]
             z, w = coalition_samples(_fsa_others(rv, pv, b, i, j), n_samples, sampler,
                                      generator[b, i, j] if torch.is_tensor(generator) else generator)
-            out.append((_fsa_terms(P1[b], P2[b], i, j, z, tables, b) * w).sum(-1))
+            out.append((_fsa_terms(P1.index_select(0, b), P2.index_select(0, b), i, j, z, tables, b) * w).sum(-1))
         if out: res[bi, ii, jj] = torch.cat(out)
         return res
 
