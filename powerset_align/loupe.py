@@ -329,22 +329,22 @@ def _fsa_setup(A, region_valid, phrase_valid):
     return P1, P2, rv, pv
 
 def _max_table(P):
-    "Max of P (..., R, C) >= 0 over every subset of its last dim: (..., R, 2**C), bit c = column c, empty subset -> 0."
-    T = P.new_zeros(*P.shape[:-1], 1)
-    for c in range(P.shape[-1]): T = torch.cat([T, torch.maximum(T, P[..., c:c + 1])], -1)
+    "Max of P (..., R, C) >= 0 over every subset of its last dim, one row of R per subset: (..., 2**C, R), bit c = column c, empty subset -> 0."
+    T = P.new_zeros(*P.shape[:-2], 1, P.shape[-2])
+    for c in range(P.shape[-1]): T = torch.cat([T, torch.maximum(T, P[..., c][..., None, :])], -2)
     return T
 
 def _fsa_tables(P1, P2, max_elems=1 << 22):
     "Per-image subset-max tables of `_fsa_terms` (P1, P2 (B, M, K)), or None when they would exceed max_elems entries."
     B, M, K = P1.shape
     if max(M, K) > 20 or B * (M * 2 ** K + K * 2 ** M) > max_elems: return None
-    return _max_table(P1), _max_table(P2.transpose(1, 2))              # (B, M, 2**K), (B, K, 2**M)
+    return _max_table(P1), _max_table(P2.transpose(1, 2))              # (B, 2**K, M), (B, 2**M, K)
 
 def _subset_max(T, b, code):
-    "Look up T (B, R, 2**C) at the subsets with bit codes code (N, S) long (bit c = column c) of images b (N,) -> (N, S, R)."
-    R, C2 = T.shape[1], T.shape[2]
-    flat = (b[:, None, None] * R + torch.arange(R, device=code.device)) * C2 + code[:, :, None]
-    return T.reshape(-1).index_select(0, flat.view(-1)).view(flat.shape)   # index_select: ~3x faster than [flat] on a CPU
+    "Look up T (B, 2**C, R) at the subsets with bit codes code (N, S) long (bit c = column c) of images b (N,) -> (N, S, R)."
+    C2, R = T.shape[1], T.shape[2]
+    rows = b[:, None] * C2 + code                                       # one row of R per (item, coalition): no (N, S, R) index
+    return T.reshape(-1, R).index_select(0, rows.view(-1)).view(*code.shape, R)   # index_select: faster than [rows] on a CPU
 
 def _sizes_and_codes(zf, M):
     "Sizes of both sides (N, S) and bit codes of the phrases and of the regions present in zf (N, S, M+K) float, from one product (exact below 2**24)."
