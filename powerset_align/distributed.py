@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_distributed.ipynb #a8e7b19f
 from __future__ import annotations
-import importlib, os, pickle, random, subprocess, sys, tempfile, time
+import functools, importlib, numbers, os, pickle, random, subprocess, sys, tempfile, time
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -180,11 +180,29 @@ def _mix64(x):
     "splitmix64's finaliser on int64 tensors (wrapping arithmetic): a bijection that scatters nearby keys."
     return _mix64_(x.to(torch.int64, copy=True))
 
+def _mix64_int(x:int)->int:
+    "splitmix64's finaliser on a Python int in [0, 2**64): the same bits as `_mix64`, without tensor operations."
+    x = (x + 0x9E3779B97F4A7C15) % _U64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) % _U64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) % _U64
+    return x ^ (x >> 31)
+
+@functools.lru_cache(maxsize=256)
+def _counter_hash(shape:tuple, salt:int, device:torch.device)->torch.Tensor:
+    "The hashed counters (salt, s, ..., p) of `keyed_uniform`, the same for every key: computed once per shape and salt (callers only read it)."
+    idx = torch.zeros((), dtype=torch.int64, device=device)
+    for d, n in enumerate(shape):                                   # counter = (salt, s, ..., p) in 16-bit fields
+        idx = idx * (1 << 16) + torch.arange(n, device=device).view((n,) + (1,) * (len(shape) - d - 1))
+    return _mix64_(idx + (salt << 48))
+
 def stream_keys(seed:int, # e.g. a base seed mixed with the training step
                 *index:torch.Tensor, # broadcastable integer tensors naming each item (global sample index, region, ...)
                )->torch.Tensor: # int64 keys of the broadcast shape
     "Keys of counter-based random streams, one per item: the same item gets the same stream whatever batch or rank it is in."
-    k = torch.full((), _i64(seed % _U64), dtype=torch.int64)
+    k, index = seed % _U64, list(index)
+    while index and isinstance(index[0], numbers.Integral) and not torch.is_tensor(index[0]):   # leading plain integers: in Python
+        k = _mix64_int(k ^ (int(index.pop(0)) % _U64))
+    k = torch.full((), _i64(k), dtype=torch.int64)
     for i in index:
         i = torch.as_tensor(i)
         k = _mix64(k.to(i.device) ^ i.long())
@@ -197,9 +215,6 @@ def keyed_uniform(keys:torch.Tensor, # (...) int64 from `stream_keys`
     "Uniform numbers from counter-based streams: entry (s, p) of key k is a hash of (k, salt, s, p), whatever the shape."
     shape = tuple(shape)
     if any(n > 1 << 16 for n in shape): raise ValueError(f"`shape` entries must be <= 65536, got {shape}")
-    idx = torch.zeros((), dtype=torch.int64, device=keys.device)
-    for d, n in enumerate(shape):                                   # counter = (salt, s, ..., p) in 16-bit fields
-        idx = idx * (1 << 16) + torch.arange(n, device=keys.device).view((n,) + (1,) * (len(shape) - d - 1))
-    z = _mix64_(keys.view(keys.shape + (1,) * len(shape)) ^ _mix64_(idx + (salt << 48)))   # in place on the xor's new tensor
+    z = _mix64_(keys.view(keys.shape + (1,) * len(shape)) ^ _counter_hash(shape, salt, keys.device))   # in place on the xor's new tensor
     z >>= 40; z &= (1 << 24) - 1                                        # the top 24 bits: z >>> 40
     return z.float().mul_(2.0 ** -24)
