@@ -498,18 +498,16 @@ class RegionHead(nn.Module):
 
 # %% ../nbs/32_loupe.ipynb #7e1bde23
 class _AdditiveScores(torch.autograd.Function):
-    "Additive attention scores tanh(u_q + v_l) @ w (B, Q, L) from u (B, Q, H), v (B, L, H), w (H,); the (B, Q, L, H) activations are recomputed in backward, not kept."
-    @staticmethod
-    def _sig(u, v): return (2 * u)[:, :, None].add(2 * v[:, None]).sigmoid_()   # sigmoid(2x): tanh(x) = 2 sigmoid(2x) - 1, faster on a CPU
+    "Additive attention scores tanh(u_q + v_l) @ w (B, Q, L) from u (B, Q, H), v (B, L, H), w (H,); backward works in place on the kept (B, Q, L, H) activations."
     @staticmethod
     def forward(ctx, u, v, w):
-        ctx.save_for_backward(u, v, w)
-        return _AdditiveScores._sig(u, v) @ (2 * w) - w.sum()
+        sg = (2 * u)[:, :, None].add(2 * v[:, None]).sigmoid_()        # sigmoid(2x): tanh(x) = 2 sigmoid(2x) - 1, faster on a CPU
+        ctx.save_for_backward(sg, w)
+        return sg @ (2 * w) - w.sum()
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g):
-        u, v, w = ctx.saved_tensors
-        sg = _AdditiveScores._sig(u, v)
+    def backward(ctx, g): # in place on sg: a second backward through the same graph is refused by autograd (sg was modified)
+        sg, w = ctx.saved_tensors
         gw = 2 * (sg.flatten(0, 2).T @ g.flatten()) - g.sum()          # ds/dw = tanh
         t = sg.addcmul_(sg, sg, value=-1).mul_(g[..., None])            # g sigmoid(1 - sigmoid), in place: tanh' = 4 sigmoid(1 - sigmoid)
         return t.sum(2) * (4 * w), t.sum(1) * (4 * w), gw
