@@ -362,7 +362,7 @@ def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
         for f in fns.values():
             for _ in range(warmup_steps): f()
         clk = 'cpu' if trs['clip'].device.type == 'cpu' else 'wall'
-        ms = {r['name']: r['ms'] for r in race(fns, rounds=rounds, min_time=0, stat='median', warmup=False, clock=clk, rotate=True)}
+        ms = {r['name']: r['ms'] for r in race(fns, rounds=rounds, min_time=0, stat='median', warmup=False, clock=clk, balanced=True)}
         for k, tr in trs.items():
             row = dict(level='step', preset=preset, name=k, batch_size=batch_size, clock=clk, ms=ms[k], ratio=ms[k] / ms['clip'])
             if 'frac_sampled' in logs[k]: row['frac_sampled'] = logs[k]['frac_sampled']
@@ -428,7 +428,7 @@ def bench_train_steps(presets=('tiny',), # model presets to time
         for m in methods:
             for _ in range(warmup_steps): trs[m].train_step([batch])
         ms = {r['name']: r['ms'] for r in race({m: (lambda tr=trs[m]: tr.train_step([batch])) for m in methods}, rounds=steps,
-                                              min_time=0, stat='median', warmup=False, clock=clk, rotate=True)}
+                                              min_time=0, stat='median', warmup=False, clock=clk, balanced=True)}
         for m in methods:
             rows.append(dict(preset=preset, method=m, batch_size=batch_size, clock=clk, ms_per_step=ms[m],
                              samples_per_s=batch_size / (ms[m] / 1e3), ratio_vs_clip=ms[m] / ms['clip']))
