@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 import warnings
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,7 @@ def _check_inputs(S0, node_leaf, region_valid=None, node_valid=None):
                 raise ValueError(f"{name}: expected a tensor of shape (..., {what}={n}), received {_shape(m)}")
             m = m if m.dtype == torch.bool else m != 0
         masks.append(m)
-    shapes = [S0.shape[:-2], node_leaf.shape[:-2]] + [m.shape[:-1] for m in masks if m is not None]
+    shapes = (S0.shape[:-2], node_leaf.shape[:-2], *(m.shape[:-1] for m in masks if m is not None))
     try: batch = _broadcast(shapes)
     except ValueError:
         raise ValueError("batch dims: expected the leading dims of S0 (..., M, L), node_leaf (..., K, L), region_valid "
@@ -56,12 +56,9 @@ def _check_inputs(S0, node_leaf, region_valid=None, node_valid=None):
                          f"{None if node_valid is None else _shape(node_valid)}") from None
     return S0, node_leaf, masks[0], masks[1], batch
 
-_BROADCAST = {}   # the results of _broadcast (calls repeat the same shapes)
-
-def _broadcast(shapes):
+@lru_cache(maxsize=1024)                          # calls repeat the same shapes
+def _broadcast(shapes:tuple):
     "torch broadcasting of shapes (right-aligned); ValueError if they do not broadcast."
-    key = tuple(shapes)
-    if key in _BROADCAST: return _BROADCAST[key]
     n = max(len(t) for t in shapes)
     out = [1] * n
     for t in shapes:
@@ -69,9 +66,7 @@ def _broadcast(shapes):
             if d != 1:
                 if out[i] not in (1, d): raise ValueError
                 out[i] = d
-    if len(_BROADCAST) >= 1024: _BROADCAST.clear()
-    out = _BROADCAST[key] = torch.Size(out)
-    return out
+    return torch.Size(out)
 
 def _check_pos(name, v):
     "Return `v` as a float; raise ValueError unless it is a finite number > 0."
@@ -945,7 +940,7 @@ def _kernel_forward(S0, nl, rv, nv, tau, beta, zeta, want_p, batch=None):
     dt = S0.dtype if S0.dtype == nl.dtype and S0.dtype in (torch.float32, torch.float64) else _nla_dtype(S0, nl)
     if S0.dtype != dt: S0 = S0.to(dt)
     if nl.dtype != dt or not nl.is_contiguous(): nl = nl.to(dt).contiguous()
-    if batch is None: batch = _broadcast([S0.shape[:-2], nl.shape[:-2]] + [m.shape[:-1] for m in (rv, nv) if m is not None])
+    if batch is None: batch = _broadcast((S0.shape[:-2], nl.shape[:-2], *(m.shape[:-1] for m in (rv, nv) if m is not None)))
     batch = tuple(batch)
     out = S0.new_empty(batch)
     p = S0.new_empty(batch + (nl.shape[-2],)) if want_p else None
