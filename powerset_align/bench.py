@@ -328,6 +328,10 @@ class _CLIPWithDescriptions(nn.Module):
     def forward(self, out, batch):
         return dict(loss=clip_loss(out.image_embeds, out.text_embeds, out.logit_scale) + 0. * out.desc_embeds.sum())
 
+def _bench_trainer(model, objective, batch_size, device='cpu'):
+    "A Trainer for timing steps: no output directory, no progress bar, no end of schedule within a bench."
+    return Trainer(model, objective, None, steps=10 ** 6, batch_size=batch_size, device=device, progress=False)
+
 def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
                       batch_size:int=32, # scenes per step (the default of `train`)
                       rounds:int=10, # race rounds per preset (median)
@@ -347,7 +351,7 @@ def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
         objs = {'clip': make_objective('clip'), 'clip + descriptions encoded': _CLIPWithDescriptions(),
                 'grain': GrainObjective(embed_dim=D, **(grain_config or {})),
                 'loupe, first step': build_objective('loupe', model, embed_dim=D, **(loupe_config or {}))}
-        trs = {k: Trainer(model, o, None, steps=10 ** 6, batch_size=batch_size, device=device, progress=False) for k, o in objs.items()}
+        trs = {k: _bench_trainer(model, o, batch_size, device) for k, o in objs.items()}
         # warmed up: a LOUPE run (model and objective) after its UNSIL warm-up of real training steps; from here on UNSIL is trusted
         trs['loupe, warmed up'] = train('loupe', preset=preset, steps=unsil_steps, batch_size=unsil_batch_size, seed=seed, device=device,
                                         objective_kwargs={**(loupe_config or {}), 'unsil_warmup': unsil_steps}, progress=False, tensorboard=False)
@@ -384,7 +388,7 @@ def step_profile(method:str, # objective name, e.g. 'grain'
     torch.manual_seed(seed)
     kw = dict(objective_kwargs or {})
     if method != 'clip': kw.setdefault('embed_dim', model.config.embed_dim)
-    tr = Trainer(model, build_objective(method, model, **kw), None, steps=10 ** 6, batch_size=batch_size, device='cpu', progress=False)
+    tr = _bench_trainer(model, build_objective(method, model, **kw), batch_size)
     def step():
         tr.train_step([batch])
         if first_step: tr.objective.step.zero_()
@@ -420,8 +424,7 @@ def bench_train_steps(presets=('tiny',), # model presets to time
         trs = {}
         for m in methods:
             torch.manual_seed(seed)
-            trs[m] = Trainer(model, build_objective(m, model, **(objective_kwargs or {}).get(m, {})), None, steps=10**6,
-                             batch_size=batch_size, device=device, progress=False)
+            trs[m] = _bench_trainer(model, build_objective(m, model, **(objective_kwargs or {}).get(m, {})), batch_size, device)
         dev = trs['clip'].device
         batch = batch_to(batch, dev)
         clk = clock or ('cpu' if dev.type == 'cpu' else 'wall')
@@ -447,7 +450,7 @@ def bench_step_flops(presets=('tiny', 'small'), # model presets
         flops = {}
         for m in ['clip'] + [m for m in methods if m != 'clip']:
             torch.manual_seed(seed)
-            tr = Trainer(model, build_objective(m, model), None, steps=10 ** 6, batch_size=batch_size, device='cpu', progress=False)
+            tr = _bench_trainer(model, build_objective(m, model), batch_size)
             with FlopCounterMode(display=False) as fc: tr.forward_backward([batch])
             flops[m] = fc.get_total_flops()
         rows += [dict(preset=preset, method=m, gflop=f / 1e9, ratio=f / flops['clip']) for m, f in flops.items()]
