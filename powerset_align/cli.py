@@ -251,9 +251,10 @@ def cli_demo(out:str='runs/demo', # output directory (report.md and figures)
 def cli_bench(out:str='runs/bench', # output directory (bench.json, bench.md)
               quick:flag=False, # tiny sizes: checks the plumbing in seconds, not the real figures
               only:str=None, # comma-separated subset of the benches
+              processes:pos_int=3, # fresh processes that each race the training steps closest to their goals
              ):
     "Measure the package's performance figures as ratios within one run; print a table and write JSON."
-    bench(out, quick, only)
+    bench(out, quick, only, processes=processes)
 
 # %% ../nbs/60_cli.ipynb #34d0e09b
 COMMANDS = {'train': cli_train, 'eval': cli_eval, 'compare': cli_compare, 'demo': cli_demo, 'bench': cli_bench}

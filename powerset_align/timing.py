@@ -76,7 +76,7 @@ def race(fns, # {name: callable} or a list of callables (named f0, f1, ...); the
         rows.append(dict(name=k, ms=v, ratio=v / ref, ratio_lo=lo, ratio_hi=hi, stat=stat, clock=clock))
     return rows
 
-# %% ../nbs/03_timing.ipynb #2e27103a
+# %% ../nbs/03_timing.ipynb #dd5ff7d3
 def ratio_interval(times, # per-round times of a function
                    ref, # per-round times of the reference, round for round
                    stat:str='median', # 'min' or 'median', as in `race`
