@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from .timing import one_thread, race
+from .timing import one_thread, race, pooled_ratio_interval
 from .games import WeightedVotingGame, MaskedModelGame
 from .shapley import shapley_values, small_mlp_game
 from .interactions import alignment_instance, instability_curve, shapley_interactions, sii_error_curve
@@ -335,7 +335,7 @@ def _bench_trainer(model, objective, batch_size, device='cpu'):
 
 def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
                       batch_size:int=32, # scenes per step (the default of `train`)
-                      rounds:int=10, # race rounds per preset (median)
+                      rounds:int=20, # race rounds per preset (median of the per-round ratios)
                       warmup_steps:int=2, # untimed steps of each method first
                       seed:int=0, device:str='cpu',
                       loupe_config:dict|None=None, # extra LoupeObjective arguments
@@ -371,7 +371,7 @@ def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
         rc = {r['name']: r for r in race(fns, rounds=rounds, min_time=0, stat='median', warmup=False, clock=clk, balanced=True)}
         for k, tr in trs.items():
             row = dict(level='step', preset=preset, name=k, batch_size=batch_size, clock=clk, ms=rc[k]['ms'], ratio=rc[k]['ratio'],
-                       ratio_lo=rc[k]['ratio_lo'], ratio_hi=rc[k]['ratio_hi'])
+                       ratio_lo=rc[k]['ratio_lo'], ratio_hi=rc[k]['ratio_hi'], round_ratios=rc[k]['round_ratios'])
             if 'frac_sampled' in logs[k]: row['frac_sampled'] = logs[k]['frac_sampled']
             rows.append(row)
     return rows
@@ -437,7 +437,8 @@ def bench_train_steps(presets=('tiny',), # model presets to time
         for m in methods:
             ms = rc[m]['ms']
             rows.append(dict(preset=preset, method=m, batch_size=batch_size, clock=clk, ms_per_step=ms, samples_per_s=batch_size / (ms / 1e3),
-                             ratio_vs_clip=rc[m]['ratio'], ratio_lo=rc[m]['ratio_lo'], ratio_hi=rc[m]['ratio_hi']))
+                             ratio_vs_clip=rc[m]['ratio'], ratio_lo=rc[m]['ratio_lo'], ratio_hi=rc[m]['ratio_hi'],
+                             round_ratios=rc[m]['round_ratios']))
     return rows
 
 # %% ../nbs/55_bench.ipynb #45f84198
@@ -664,17 +665,15 @@ def run_in_processes(target:str, # 'module:function', imported afresh in each pr
     return out
 
 def combine_runs(runs, # one list of step rows (`bench_loupe_grain` or `bench_train_steps`) per process
-                ) -> list[dict]: # one row per (preset, name): the median ratio, the union of the intervals, each process's ratio
-    "The rows of the same races run in several processes, as one row per figure."
+                ) -> list[dict]: # one row per (preset, name): the pooled ratio and its interval (`pooled_ratio_interval`), each process's ratio
+    "The rows of the same races run in several processes, as one row per figure: their rounds pooled."
     out = []
     for rows in zip(*runs, strict=True):
         ids = {(r.get('preset'), r.get('name', r.get('method'))) for r in rows}
         if len(ids) != 1: raise ValueError(f"runs: expected the same rows in the same order in every process, got {sorted(ids, key=str)}")
         key = 'ratio' if 'ratio' in rows[0] else 'ratio_vs_clip'
-        row = dict(rows[0], ratios=[r[key] for r in rows])
-        row[key] = float(np.median(row['ratios']))
-        row['ratio_lo'] = min(r.get('ratio_lo', r[key]) for r in rows)
-        row['ratio_hi'] = max(r.get('ratio_hi', r[key]) for r in rows)
+        row = dict(rows[0], ratios=[r[key] for r in rows], round_ratios=[r['round_ratios'] for r in rows])
+        row[key], row['ratio_lo'], row['ratio_hi'] = pooled_ratio_interval(row['round_ratios'])
         for k in ('ms', 'ms_per_step', 'samples_per_s', 'frac_sampled'):
             if k in row: row[k] = float(np.median([r[k] for r in rows]))
         out.append(row)
