@@ -34,7 +34,7 @@ __all__ = ['NLA_TARGETS', 'MODULES', 'BENCHES', 'IN_PROCESSES', 'bench_exact', '
            'bench_nla_vs_exact', 'bench_nla_fused', 'bench_sii_vs_shapiq', 'bench_scenes', 'saved_tensor_bytes',
            'bench_objectives', 'bench_loupe_grain', 'step_profile', 'bench_train_steps', 'bench_step_flops',
            'PlainCLIPStep', 'bench_gpu_throughput', 'verdict', 'run_in_processes', 'combine_runs', 'bench',
-           'bench_table']
+           'bench_table', 'plot_step_ratios']
 
 # %% ../nbs/55_bench.ipynb #4e6ae052
 def bench_exact(n:int=15, # number of players (15: the UN Security Council game)
@@ -143,9 +143,11 @@ def bench_nla_vs_exact(Ms=(10, 16), # numbers of regions to time
                 except Exception as e:
                     warnings.warn(f"bench_nla_vs_exact: compile=True failed ({type(e).__name__}: {e}); eager figures only")
                     compiled = False
-            times = [r['ms'] / 1e3 for r in race([lambda: exact_similarity(S0e, NL[:se]), lambda: powerset_similarity(S0n, NL, tau, beta, zeta),
-                          *([fused] if compiled else [])], rounds=repeats)]
-            t_exact, t_nla, t_fused = times[0], times[1], times[2] if compiled else None
+            rr = race([lambda: exact_similarity(S0e, NL[:se]), lambda: powerset_similarity(S0n, NL, tau, beta, zeta),
+                       *([fused] if compiled else [])], rounds=repeats)
+            t_exact, t_nla, t_fused = rr[0]['ms'] / 1e3, rr[1]['ms'] / 1e3, rr[2]['ms'] / 1e3 if compiled else None
+            # a speed-up is (pn / pe) / (time ratio to exact): its interval is the time ratio's, inverted
+            band = lambda r: (pn / pe / r['ratio_hi'], pn / pe / r['ratio_lo'])
             t_exact_sep, t_nla_sep = (r['ms'] / 1e3 for r in race([lambda: (exact_t2r(S0e, NL[:se]), exact_r2t(S0e, NL[:se])),
                                            lambda: (nla_t1(S0n, NL, tau), nla_t2(S0n, NL, beta, zeta))], rounds=repeats))
             c = max(1, min(se, int(check_pairs ** 0.5)))
@@ -155,9 +157,10 @@ def bench_nla_vs_exact(Ms=(10, 16), # numbers of regions to time
             lo, hi = nla_t2(S, N, beta, 0.0) - math.log(K) / beta, nla_t2(S, N, beta, 1.0)
         ops_exact, ops_nla = ops_per_pair(M, L, K)
         rows.append(dict(M=M, L=L, K=K, exact_pairs=pe, nla_pairs=pn, threads=torch.get_num_threads(), kernel=_nla_kernel() is not None,
-                         exact_s=t_exact, nla_s=t_nla, speedup=(t_exact / pe) / (t_nla / pn),
+                         exact_s=t_exact, nla_s=t_nla, speedup=(t_exact / pe) / (t_nla / pn), speedup_interval=band(rr[1]),
                          exact_sep_s=t_exact_sep, nla_sep_s=t_nla_sep, speedup_sep=(t_exact_sep / pe) / (t_nla_sep / pn),
                          nla_compiled_s=t_fused, speedup_compiled=t_fused and (t_exact / pe) / (t_fused / pn),
+                         speedup_compiled_interval=band(rr[2]) if compiled else None,
                          op_ratio=ops_exact / ops_nla,
                          t1_max_err=(t1 - q1).abs().max().item(), t1_bound=tau * M * LOG2,
                          t1_in_bounds=bool(((t1 - q1) >= -1e-9).all() and ((t1 - q1) <= tau * M * LOG2 + 1e-9).all()),
@@ -519,6 +522,8 @@ def _import_seconds(modules=('powerset_align',)):
 
 _RATIO_TARGETS = {'sparc': 1.05, 'powerclip': 1.15, 'grain': 1.3, 'loupe + unsil': 1.5, 'loupe+unsil': 1.5, 'loupe': 1.5}
 
+def _ratio_target(name): return next((v for k, v in _RATIO_TARGETS.items() if name.lower().startswith(k)), None)
+
 def _ratio_rows(res, what, targets=True):
     "Rows for a list of dicts with a name and a ratio vs CLIP; rows with level='objective' are loss-only (no DESIGN target)."
     rows = []
@@ -530,7 +535,7 @@ def _ratio_rows(res, what, targets=True):
         level = r.get('level')
         label = {'objective': 'loss only, fwd+bwd', 'step': 'training step'}.get(level, what)
         tg = targets and level != 'objective' and 'all sampled' not in key
-        tgt = next((v for k, v in _RATIO_TARGETS.items() if key.startswith(k)), None) if tg else None
+        tgt = _ratio_target(key) if tg else None
         if 'preset' in r:
             bs = f", batch {r['batch_size']}" if level == 'step' and r.get('batch_size', 32) != 32 else ''
             n = f"{n} ({r['preset']}{bs})"
@@ -543,8 +548,10 @@ def _ratio_rows(res, what, targets=True):
         rows.append(row)
     return rows
 
-def verdict(lo, hi, target): # an interval (lo, hi) of a ratio and its upper bound
+def verdict(lo, hi, target, # an interval (lo, hi) of a figure and its goal
+            at_most:bool=True): # the goal is an upper bound (a cost ratio); False: a lower bound (a speed-up)
     "True when the whole interval meets the target, False when none of it does, 'within noise' when it straddles it."
+    if not at_most: return True if lo >= target else False if hi < target else 'within noise'
     return True if hi <= target else False if lo > target else 'within noise'
 
 NLA_TARGETS = {10: 50, 16: 1000}   # fused path; DESIGN's 100x at M = 10 is twice the op-count ratio: 10_powerset, "Benchmark"
@@ -557,11 +564,11 @@ def _nla_rows(res):
         M, bounds = r['M'], r.get('t1_in_bounds', True) and r.get('t2_bracket_ok', True)
         name = f'NLA vs exact powerset speedup per pair, M={M} (op-count ratio {r.get("op_ratio", 0):.0f}x)'
         fused, tg = r.get('speedup_compiled'), NLA_TARGETS.get(M)
-        rows.append(dict(figure=f'{name}, default ({_nla_path(r)})', value=r['speedup'], target=tg and f'>= {tg}',
-                         ok=None if tg is None else r['speedup'] >= tg and bounds))
-        rows.append(dict(figure=f'{name}, fused (compile=True)', value=fused, target=tg and f'>= {tg}',
-                         ok=None if tg is None or fused is None else fused >= tg and bounds,
-                         note=None if fused is not None else 'torch.compile unavailable'))
+        for what, v, iv in ((f'default ({_nla_path(r)})', r['speedup'], r.get('speedup_interval')),
+                            ('fused (compile=True)', fused, r.get('speedup_compiled_interval'))):
+            ok = None if tg is None or v is None else (v >= tg if iv is None else verdict(*iv, tg, at_most=False))
+            rows.append(dict(figure=f'{name}, {what}', value=v, target=tg and f'>= {tg}', interval=iv and tuple(iv),
+                             ok=ok if ok is None or bounds else False, note=None if v is not None else 'torch.compile unavailable'))
     return rows
 
 def _nla_fused_rows(res):
@@ -621,7 +628,7 @@ MODULES = ('games', 'shapley', 'interactions', 'timing', 'powerset', 'grouping',
 # (key, function, kwargs for a quick run, kwargs for the full run, rows(result))
 _STEP_QUICK = dict(batch_size=2, rounds=1, warmup_steps=1, unsil_steps=1, unsil_batch_size=2)
 BENCHES = [
-    ('nla_vs_exact', bench_nla_vs_exact, dict(Ms=(10, 16), work=2 ** 18, nla_pairs=64, repeats=1, compiled=False), dict(Ms=(10, 16)), _nla_rows),
+    ('nla_vs_exact', bench_nla_vs_exact, dict(Ms=(10, 16), work=2 ** 18, nla_pairs=64, repeats=1, compiled=False), dict(Ms=(10, 16), repeats=5), _nla_rows),
     ('objective_overhead', bench_objectives, dict(batch_size=8, repeats=1), dict(batch_size=64), lambda r: _ratio_rows(r, 'loss only, fwd+bwd', False)),
     ('loupe_grain_overhead', bench_loupe_grain, dict(presets=('tiny',), **_STEP_QUICK), dict(presets=('tiny',)), lambda r: _ratio_rows(r, 'training step')),
     ('loupe_grain_small', bench_loupe_grain, dict(presets=('small',), **_STEP_QUICK), dict(presets=('small',)), lambda r: _ratio_rows(r, 'training step')),
@@ -735,3 +742,22 @@ def bench_table(rows): # figure rows of `bench`
         ok = {True: 'yes', False: 'NO', None: '–'}.get(r.get('ok'), r.get('ok'))
         L.append(f"| {r['figure']} | {val if v is not None else r.get('note', '–')} | {r.get('target') or '–'} | {ok} |")
     return '\n'.join(L)
+
+# %% ../nbs/55_bench.ipynb #cd09bbee
+def plot_step_ratios(rows, # step rows of `bench_loupe_grain` or `bench_train_steps` (or `combine_runs`)
+                     ax=None):
+    "Each method's training-step ratio to CLIP's with its interval, one line per (method, preset), and the method's goal."
+    import matplotlib.pyplot as plt
+    rs = [r for r in rows if (r.get('name') or r.get('method')) != 'clip']
+    if ax is None: _, ax = plt.subplots(figsize=(6, .3 * len(rs) + 1), dpi=80)
+    for i, r in enumerate(rs):
+        v = r.get('ratio', r.get('ratio_vs_clip'))
+        tgt = _ratio_target(r.get('name') or r.get('method'))
+        ok = verdict(r['ratio_lo'], r['ratio_hi'], tgt) if tgt else None
+        ax.errorbar(v, i, xerr=[[v - r['ratio_lo']], [r['ratio_hi'] - v]], fmt='o', capsize=3,
+                    color={True: 'tab:green', False: 'tab:red'}.get(ok, 'tab:grey'))
+        if tgt: ax.plot([tgt, tgt], [i - .35, i + .35], color='crimson', lw=2, gid='goal')
+    ax.set_yticks(range(len(rs)), [f"{r.get('name') or r.get('method')} ({r.get('preset', '?')})" for r in rs], fontsize=8)
+    ax.axvline(1, color='grey', ls=':', lw=1); ax.invert_yaxis(); ax.grid(axis='x', alpha=.3)
+    ax.set_xlabel("training step / CLIP's step (red tick: the goal)", fontsize=9)
+    return ax

@@ -106,7 +106,7 @@ def ratio_interval(times, # per-round times of a function
     lo, hi = np.quantile(q, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 
-# %% ../nbs/03_timing.ipynb #f69ad344
+# %% ../nbs/03_timing.ipynb #139f9d89
 def pooled_ratio_interval(groups, # per-round ratios of the same race, one sequence per process
                           level:float=0.95, n_boot:int=2000, seed:int=0,
                          ) -> tuple: # (median of all rounds, low, high)
