@@ -358,8 +358,10 @@ def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
                 'loupe, first step': build_objective('loupe', model, embed_dim=D, **(loupe_config or {}))}
         trs = {k: _bench_trainer(model, o, batch_size, device) for k, o in objs.items()}
         # warmed up: a LOUPE run (model and objective) after its UNSIL warm-up of real training steps; from here on UNSIL is trusted
-        if warmed_up: trs['loupe, warmed up'] = train('loupe', preset=preset, steps=unsil_steps, batch_size=unsil_batch_size, seed=seed, device=device,
-                                        objective_kwargs={**(loupe_config or {}), 'unsil_warmup': unsil_steps}, progress=False, tensorboard=False)
+        if warmed_up:
+            trs['loupe, warmed up'] = train('loupe', preset=preset, steps=unsil_steps, batch_size=unsil_batch_size, seed=seed, device=device,
+                                            objective_kwargs={**(loupe_config or {}), 'unsil_warmup': unsil_steps}, progress=False,
+                                            tensorboard=False)
         batch = batch_to(batch, trs['clip'].device)
         first, logs = trs['loupe, first step'].objective, {}
         def step(k, tr):
@@ -743,7 +745,7 @@ def bench_table(rows): # figure rows of `bench`
         L.append(f"| {r['figure']} | {val if v is not None else r.get('note', '–')} | {r.get('target') or '–'} | {ok} |")
     return '\n'.join(L)
 
-# %% ../nbs/55_bench.ipynb #cd09bbee
+# %% ../nbs/55_bench.ipynb #ed05f843
 def plot_step_ratios(rows, # step rows of `bench_loupe_grain` or `bench_train_steps` (or `combine_runs`)
                      ax=None):
     "Each method's training-step ratio to CLIP's with its interval, one line per (method, preset), and the method's goal."
