@@ -166,7 +166,6 @@ def exactness_worker(rank:int, world_size:int, n:int=8, dim:int=4, seed:int=0,
 # %% ../nbs/13_distributed.ipynb #0f1431d5
 _U64 = 1 << 64
 def _i64(c:int)->int: return c - _U64 if c >= 1 << 63 else c          # a uint64 constant as int64
-def _srl(x, s): return (x >> s) & ((1 << (64 - s)) - 1)             # logical right shift of int64
 def _mix64_(x):
     "splitmix64's finaliser in place on an int64 tensor x (wrapping arithmetic), with one scratch tensor for the shifts."
     x += _i64(0x9E3779B97F4A7C15)
