@@ -434,8 +434,11 @@ def fsa_endpoints(A, # (B, M, K) alignment logits
                   region_valid=None, # (B, M) bool
                   phrase_valid=None): # (B, K) bool
     "The two exact strata of Eq. 10, f(empty) and f(all other players): (B, M, K, 2) (cheap features for UNSIL; 0 off the valid pairs), in closed form."
+    return _fsa_endpoints(*_fsa_setup(A, region_valid, phrase_valid))
+
+def _fsa_endpoints(P1, P2, rv, pv):
+    "`fsa_endpoints` from `_fsa_setup`'s output (the objective has it already)."
     with torch.no_grad():
-        P1, P2, rv, pv = _fsa_setup(A, region_valid, phrase_valid)
         pair = rv[:, :, None] & pv[:, None, :]
         f0 = (P1 + P2) / 2                                              # S empty: v({i, j}) = (P1_ij + P2_ij) / 2, the rest 0
         # S = all others: v over every player, minus phrase j, minus region i, minus both. Each region's best phrase
@@ -807,8 +810,8 @@ class LoupeObjective(Objective):
                     M, K = A.shape[1:]
                     pair = pv[:, None, :].expand(B, M, K)
                     qf = (F.normalize(hr.detach(), dim=-1), F.normalize(hp.detach(), dim=-1))       # the pairs' query: cat(region, phrase)
-                    P1, P2, _, _ = _fsa_setup(A, None, pv)
-                    ex = torch.cat([P1[..., None], P2[..., None], fsa_endpoints(A, None, pv)], -1).view(B, M * K, 4)
+                    P1, P2, rv, pvb = _fsa_setup(A, None, pv)
+                    ex = torch.cat([P1[..., None], P2[..., None], _fsa_endpoints(P1, P2, rv, pvb)], -1).view(B, M * K, 4)
                     pf, sf = self.unsil_fsa(qf, hr, hp, None, pv, extra=ex)
                     pf, sf = pf.view(B, M, K), sf.view(B, M, K)
                     keys = self._keys(1, img[:, None, None], torch.arange(M, device=dev)[None, :, None], torch.arange(K, device=dev)[None, None])
