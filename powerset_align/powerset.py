@@ -335,6 +335,7 @@ def _softplus_rows(x, lin, dim):
 
 def _nla_dtype(S0, nl):
     "The dtype S-bar is computed in: the promoted one, but at least float32."
+    if S0.dtype == nl.dtype and S0.dtype in (torch.float32, torch.float64): return S0.dtype   # the common case, without promotion
     dt = torch.promote_types(S0.dtype, nl.dtype)
     return dt if dt.is_floating_point and torch.finfo(dt).bits >= 32 else torch.float32
 
@@ -937,7 +938,7 @@ def _kernel_call(fn, S0, nl, rv, nv, tau, beta, zeta, batch, nt, *bufs):
 
 def _kernel_forward(S0, nl, rv, nv, tau, beta, zeta, want_p, batch=None):
     "S-bar (...) from the kernel, the (..., K) LSE weights if `want_p`, and S0 and node_leaf as the kernel read them."
-    dt = S0.dtype if S0.dtype == nl.dtype and S0.dtype in (torch.float32, torch.float64) else _nla_dtype(S0, nl)
+    dt = _nla_dtype(S0, nl)
     if S0.dtype != dt: S0 = S0.to(dt)
     if nl.dtype != dt or not nl.is_contiguous(): nl = nl.to(dt).contiguous()
     if batch is None: batch = _broadcast((S0.shape[:-2], nl.shape[:-2], *(m.shape[:-1] for m in (rv, nv) if m is not None)))
