@@ -526,13 +526,17 @@ _RATIO_TARGETS = {'sparc': 1.05, 'powerclip': 1.15, 'grain': 1.3, 'loupe + unsil
 
 def _ratio_target(name): return next((v for k, v in _RATIO_TARGETS.items() if name.lower().startswith(k)), None)
 
+# the rows of bench_loupe_grain (name, ratio), bench_train_steps (method, ratio_vs_clip) and bench_objectives (objective, ratio_vs_clip)
+def _row_name(r): return str(r.get('name') or r.get('method') or r.get('objective') or '?')
+def _ratio_key(r): return 'ratio' if 'ratio' in r else 'ratio_vs_clip'
+
 def _ratio_rows(res, what, targets=True):
     "Rows for a list of dicts with a name and a ratio vs CLIP; rows with level='objective' are loss-only (no DESIGN target)."
     rows = []
     for r in res if isinstance(res, (list, tuple)) else res.get('rows', []):
-        n = str(r.get('name') or r.get('method') or r.get('objective') or '?').replace('loss only: ', '')
+        n = _row_name(r).replace('loss only: ', '')
         key = n.lower()
-        ratio = r.get('ratio', r.get('ratio_vs_clip'))
+        ratio = r.get(_ratio_key(r))
         if key == 'clip' or ratio is None: continue
         level = r.get('level')
         label = {'objective': 'loss only, fwd+bwd', 'step': 'training step'}.get(level, what)
@@ -678,9 +682,9 @@ def combine_runs(runs, # one list of step rows (`bench_loupe_grain` or `bench_tr
     "The rows of the same races run in several processes, as one row per figure: their rounds pooled."
     out = []
     for rows in zip(*runs, strict=True):
-        ids = {(r.get('preset'), r.get('name', r.get('method'))) for r in rows}
+        ids = {(r.get('preset'), _row_name(r)) for r in rows}
         if len(ids) != 1: raise ValueError(f"runs: expected the same rows in the same order in every process, got {sorted(ids, key=str)}")
-        key = 'ratio' if 'ratio' in rows[0] else 'ratio_vs_clip'
+        key = _ratio_key(rows[0])
         row = dict(rows[0], ratios=[r[key] for r in rows], round_ratios=[r['round_ratios'] for r in rows])
         row[key], row['ratio_lo'], row['ratio_hi'] = pooled_ratio_interval(row['round_ratios'])
         for k in ('ms', 'ms_per_step', 'samples_per_s', 'frac_sampled'):
@@ -750,16 +754,15 @@ def plot_step_ratios(rows, # step rows of `bench_loupe_grain` or `bench_train_st
                      ax=None):
     "Each method's training-step ratio to CLIP's with its interval, one line per (method, preset), and the method's goal."
     import matplotlib.pyplot as plt
-    rs = [r for r in rows if (r.get('name') or r.get('method')) != 'clip']
+    rs = [r for r in rows if _row_name(r) != 'clip']
     if ax is None: _, ax = plt.subplots(figsize=(6, .3 * len(rs) + 1), dpi=80)
     for i, r in enumerate(rs):
-        v = r.get('ratio', r.get('ratio_vs_clip'))
-        tgt = _ratio_target(r.get('name') or r.get('method'))
+        v, tgt = r[_ratio_key(r)], _ratio_target(_row_name(r))
         ok = verdict(r['ratio_lo'], r['ratio_hi'], tgt) if tgt else None
         ax.errorbar(v, i, xerr=[[v - r['ratio_lo']], [r['ratio_hi'] - v]], fmt='o', capsize=3,
                     color={True: 'tab:green', False: 'tab:red'}.get(ok, 'tab:grey'))
         if tgt: ax.plot([tgt, tgt], [i - .35, i + .35], color='crimson', lw=2, gid='goal')
-    ax.set_yticks(range(len(rs)), [f"{r.get('name') or r.get('method')} ({r.get('preset', '?')})" for r in rs], fontsize=8)
+    ax.set_yticks(range(len(rs)), [f"{_row_name(r)} ({r.get('preset', '?')})" for r in rs], fontsize=8)
     ax.axvline(1, color='grey', ls=':', lw=1); ax.invert_yaxis(); ax.grid(axis='x', alpha=.3)
     ax.set_xlabel("training step / CLIP's step (red tick: the goal)", fontsize=9)
     return ax
