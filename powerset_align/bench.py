@@ -19,7 +19,6 @@ from .objectives import random_outputs_and_batch, clip_loss
 from .methods import make_objective, valid_methods, build_objective, available_objectives
 from .models import build_model
 from .train import Trainer, probe_batch, batch_to, make_optimizer, train
-from .grain import GrainObjective
 from contextlib import nullcontext
 from types import SimpleNamespace
 import numpy as np
@@ -30,11 +29,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 
 # %% auto #0
-__all__ = ['NLA_TARGETS', 'MODULES', 'BENCHES', 'IN_PROCESSES', 'bench_exact', 'bench_vs_captum', 'bench_instability',
-           'bench_nla_vs_exact', 'bench_nla_fused', 'bench_sii_vs_shapiq', 'bench_scenes', 'saved_tensor_bytes',
-           'bench_objectives', 'bench_loupe_grain', 'step_profile', 'bench_train_steps', 'bench_step_flops',
-           'PlainCLIPStep', 'bench_gpu_throughput', 'verdict', 'run_in_processes', 'combine_runs', 'bench',
-           'bench_table', 'plot_step_ratios']
+__all__ = ['PAPER_DEPTH_ROW', 'NLA_TARGETS', 'MODULES', 'BENCHES', 'IN_PROCESSES', 'bench_exact', 'bench_vs_captum',
+           'bench_instability', 'bench_nla_vs_exact', 'bench_nla_fused', 'bench_sii_vs_shapiq', 'bench_scenes',
+           'saved_tensor_bytes', 'bench_objectives', 'bench_loupe_grain', 'step_profile', 'bench_train_steps',
+           'bench_step_flops', 'PlainCLIPStep', 'bench_gpu_throughput', 'verdict', 'run_in_processes', 'combine_runs',
+           'bench', 'bench_table', 'plot_step_ratios']
 
 # %% ../nbs/55_bench.ipynb #4e6ae052
 def bench_exact(n:int=15, # number of players (15: the UN Security Council game)
@@ -336,13 +335,15 @@ def _bench_trainer(model, objective, batch_size, device='cpu'):
     "A Trainer for timing steps: no output directory, no progress bar, no end of schedule within a bench."
     return Trainer(model, objective, None, steps=10 ** 6, batch_size=batch_size, device=device, progress=False)
 
+PAPER_DEPTH_ROW = 'grain, 6 decoder layers (reference)'   # GRAIN's own depth on a preset whose towers are shallower
+
 def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
                       batch_size:int=32, # scenes per step (the default of `train`)
                       rounds:int=20, # race rounds per preset (median of the per-round ratios)
                       warmup_steps:int=2, # untimed steps of each method first
                       seed:int=0, device:str='cpu',
                       loupe_config:dict|None=None, # extra LoupeObjective arguments
-                      grain_config:dict|None=None, # extra GrainObjective arguments
+                      grain_config:dict|None=None, # extra GrainObjective arguments (default: the decoder depth `build_objective` gives)
                       unsil_steps:int=100, # real training steps that warm the 'warmed up' row's UNSIL up (its default warm-up)
                       unsil_batch_size:int=8, # scenes per warm-up step (UNSIL's sampled share hardly depends on it; it sets the cost)
                       warmed_up:bool=True, # also time the 'loupe, warmed up' row (it trains `unsil_steps` steps first)
@@ -354,8 +355,10 @@ def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
         D = model.config.embed_dim
         torch.manual_seed(seed)
         objs = {'clip': make_objective('clip'), 'clip + descriptions encoded': _CLIPWithDescriptions(),
-                'grain': GrainObjective(embed_dim=D, **(grain_config or {})),
+                'grain': build_objective('grain', model, **(grain_config or {})),
+                PAPER_DEPTH_ROW: build_objective('grain', model, **{**(grain_config or {}), 'n_layers': 6}),
                 'loupe, first step': build_objective('loupe', model, embed_dim=D, **(loupe_config or {}))}
+        if len(objs['grain'].decoder.layers) == 6: del objs[PAPER_DEPTH_ROW]   # the preset's depth is GRAIN's own
         trs = {k: _bench_trainer(model, o, batch_size, device) for k, o in objs.items()}
         # warmed up: a LOUPE run (model and objective) after its UNSIL warm-up of real training steps; from here on UNSIL is trusted
         if warmed_up:
@@ -524,7 +527,8 @@ def _import_seconds(modules=('powerset_align',)):
 
 _RATIO_TARGETS = {'sparc': 1.05, 'powerclip': 1.15, 'grain': 1.3, 'loupe + unsil': 1.5, 'loupe+unsil': 1.5, 'loupe': 1.5}
 
-def _ratio_target(name): return next((v for k, v in _RATIO_TARGETS.items() if name.lower().startswith(k)), None)
+def _ratio_target(name): # a reference row has no goal
+    return None if name.endswith('(reference)') else next((v for k, v in _RATIO_TARGETS.items() if name.lower().startswith(k)), None)
 
 # the rows of bench_loupe_grain (name, ratio), bench_train_steps (method, ratio_vs_clip) and bench_objectives (objective, ratio_vs_clip)
 def _row_name(r): return str(r.get('name') or r.get('method') or r.get('objective') or '?')

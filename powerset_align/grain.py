@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['valid_boxes', 'hungarian_match', 'sine_positions_2d', 'Attention', 'DecoderLayer', 'QueryDecoder', 'box_loss',
-           'region_description_loss', 'GrainObjective', 'predict_boxes', 'ground_boxes', 'toy_box_image',
-           'plot_matches']
+           'region_description_loss', 'decoder_depth', 'GrainObjective', 'predict_boxes', 'ground_boxes',
+           'toy_box_image', 'plot_matches']
 
 # %% ../nbs/33_grain.ipynb #dd640660
 import math
@@ -202,13 +202,17 @@ def region_description_loss(region_embeds, # (B, Q, D) (normalised inside)
     return F.cross_entropy(logit_scale * r @ pool.T.to(r.dtype), labels)
 
 # %% ../nbs/33_grain.ipynb #ddbd5d9e
+def decoder_depth(image_layers:int)->int: # layers of the image tower
+    "Query-decoder layers for an image tower of `image_layers`: GRAIN's 6 on ViT-B/16's 12, the same proportion on smaller towers (at least 1, at most 6)."
+    return min(6, max(1, image_layers // 2))
+
 @register_objective('grain')
 class GrainObjective(Objective):
     "GRAIN: L_ic + w_box*(L1 + GIoU box loss) + w_rd*L_rd with a DETR-style query decoder on the patch tokens."
     needs = {'descriptions'}
     def __init__(self, embed_dim:int=128, # D of patch_embeds / text_embeds
                  n_regions:int=5, # region queries
-                 n_layers:int=6, # decoder layers (GRAIN: 6)
+                 n_layers:int=6, # decoder layers (GRAIN: 6; `build_objective` gives `decoder_depth` of the model's image tower)
                  n_heads:int=4, # decoder heads
                  ffn_dim:int=None, # decoder FFN width (default 4*embed_dim)
                  dropout:float=0., # decoder dropout
@@ -226,6 +230,11 @@ class GrainObjective(Objective):
         self.decoder = QueryDecoder(embed_dim, n_regions, n_layers, n_heads, ffn_dim, dropout, memory_pos)
         self.cost_l1, self.cost_giou, self.w_l1, self.w_giou = cost_l1, cost_giou, w_l1, w_giou
         self.w_box, self.w_rd, self.ic_source = w_box, w_rd, ic_source
+
+    @classmethod
+    def config_from_model(cls, model): # a DualEncoder
+        "The decoder's depth in GRAIN's proportion to the model's image tower (see `decoder_depth`)."
+        return dict(n_layers=decoder_depth(model.vision.config.num_hidden_layers))
 
     def predict_boxes(self, patch_embeds, # (B, P, D) projected patch tokens
                       text_embeds): # (B, K, D) texts to ground (object descriptions)

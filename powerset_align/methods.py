@@ -34,15 +34,16 @@ def valid_methods(): # sorted names `objectives.make_objective` accepts
     return available_objectives()
 
 def build_objective(method:str, # registered objective name
-                    model=None, # the DualEncoder: objectives with their own layers get its embedding width
+                    model=None, # the DualEncoder: objectives with their own layers get its embedding width, and what `config_from_model` says
                     **config, # the objective's own arguments
                    ) -> nn.Module:
-    "`objectives.make_objective`, filling `embed_dim` / `dim` from the model when the objective takes them."
+    "`objectives.make_objective`, filling `embed_dim` / `dim` and the objective's `config_from_model` from the model; given arguments win."
     import inspect
     if model is not None:
         sig = inspect.signature(objective_class(method).__init__).parameters
         for k in ('embed_dim', 'dim'):
             if k in sig and k not in config: config[k] = model.config.embed_dim
+        config = {**objective_class(method).config_from_model(model), **config}
     return make_objective(method, **config)
 
 METHOD_NAMES = {'clip': 'CLIP', 'filip': 'FILIP', 'sparc': 'SPARC', 'powerclip': 'PowerCLIP', 'loupe': 'LOUPE', 'grain': 'GRAIN'}

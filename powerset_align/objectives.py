@@ -94,6 +94,10 @@ class Objective(nn.Module):
     model_defaults: dict = {}   # model options (`build_model` keywords) a run of this objective defaults to
     needs: set = set()      # extra encodings wanted from the model: subset of {'descriptions', 'negatives'}
     name: str = None        # set by register_objective
+    @classmethod
+    def config_from_model(cls, model) -> dict: # the DualEncoder the objective will train
+        "Constructor arguments that follow the model (`methods.build_objective` fills the ones not given): none by default."
+        return {}
     def forward(self, out, batch) -> dict: raise NotImplementedError
 
 OBJECTIVES: dict = {}
