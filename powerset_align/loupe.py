@@ -10,7 +10,7 @@ __all__ = ['patch_text_game', 'coalition_samples', 'tsa_interactions', 'tsa_endp
            'object_vs_random', 'explore_unsil']
 
 # %% ../nbs/32_loupe.ipynb #46071e61
-import math
+import ctypes, math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -18,7 +18,8 @@ from .games import Game, AlignmentGame, all_coalitions
 from .interactions import coalition_interaction, pair_interaction
 from .boxes import box_iou, giou
 from .objectives import Objective, register_objective, clip_loss
-from .distributed import all_gather_rows, global_mean, global_sum, rank_offset, stream_keys, keyed_uniform
+from .distributed import all_gather_rows, global_mean, global_sum, rank_offset, stream_keys, keyed_uniform, _counter_hash
+from .powerset import _load_kernel
 from .grouping import CLIP_TEMPERATURE
 
 
@@ -53,10 +54,67 @@ def _check(x, name, shape):
         want = '(' + ', '.join('?' if s is None else str(s) for s in shape) + ')'
         raise ValueError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
 
+_DRAWS_CPP = r"""
+#include <cstdint>
+#include <vector>
+static inline uint64_t mix64(uint64_t x) {   // splitmix64's finaliser, as distributed._mix64_
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+// Item i, stratum j: player p of others[i] is in when fewer than sizes[i, j] players have a smaller key, its key the top
+// 24 bits of mix64(keys[i] ^ counters[j, p]) (players outside others[i] rank last). That is `key <= the sizes-th
+// smallest key`, ties included, without sorting.
+extern "C" int stratified_subsets(const int64_t* ints, void** ptrs) {
+    const int64_t N = ints[0], h = ints[1], n = ints[2];
+    const uint64_t* keys = (const uint64_t*)ptrs[0];
+    const uint64_t* counters = (const uint64_t*)ptrs[1];
+    const uint8_t* others = (const uint8_t*)ptrs[2];
+    const int64_t* sizes = (const int64_t*)ptrs[3];
+    uint8_t* out = (uint8_t*)ptrs[4];
+    if (n <= 0) return 0;
+    std::vector<uint32_t> v(n);
+    for (int64_t i = 0; i < N; ++i) {
+        const uint8_t* o = others + i * n;
+        for (int64_t j = 0; j < h; ++j) {
+            const uint64_t* c = counters + j * n;
+            for (int64_t p = 0; p < n; ++p) v[p] = o[p] ? (uint32_t)(mix64(keys[i] ^ c[p]) >> 40) : (1u << 24);
+            int64_t k = sizes[i * h + j] - 1;
+            k = k < 0 ? 0 : (k > n - 1 ? n - 1 : k);
+            uint8_t* r = out + (i * h + j) * n;
+            for (int64_t p = 0; p < n; ++p) {
+                int64_t below = 0;
+                for (int64_t q = 0; q < n; ++q) below += v[q] < v[p];
+                r[p] = o[p] && below <= k;
+            }
+        }
+    }
+    return 0;
+}
+"""
+
+def _draws_kernel():
+    "The compiled coalition-draws kernel, built on first use; None (after one warning per process) where it cannot be built."
+    return _load_kernel('draws', _DRAWS_CPP, {'stratified_subsets': 2},
+                        "coalition_samples: the C++ draws kernel is unavailable ({why}); drawing with torch instead (the same coalitions, slower)")
+
+def _stratified_subsets(keys, others, sizes, h):
+    "The keyed stratified coalitions (N, h, n) bool from the kernel: the same as `coalition_samples`' torch path, bit for bit."
+    N, n = others.shape
+    out = torch.empty(N, h, n, dtype=torch.bool)
+    keys, others, sizes = keys.contiguous(), others.contiguous(), sizes.contiguous()
+    counters = _counter_hash((h, n), 3, others.device)                  # salt 3: the torch path's rand(3, N, h, n)
+    ptrs = (ctypes.c_void_p * 5)(*(t.data_ptr() for t in (keys, counters, others, sizes, out)))
+    rc = _draws_kernel().stratified_subsets((ctypes.c_int64 * 3)(N, h, n), ptrs)
+    if rc: raise RuntimeError(f'draws kernel: stratified_subsets returned {rc}')
+    return out
+
 def coalition_samples(others, # (N, n) bool: the players outside the merged one, per item
                       n_samples, # samples per item; None = every coalition (n <= 16)
                       sampler:str='stratified', # 'stratified' or 'uniform' (LOUPE as written)
-                      generator=None): # torch.Generator on others' device, or (N,) int64 `stream_keys`: draws fixed per item
+                      generator=None, # torch.Generator on others' device, or (N,) int64 `stream_keys`: draws fixed per item
+                      kernel:bool=True): # keyed stratified draws on the CPU from the C++ kernel where it builds (the same coalitions)
     "Coalitions S of the outside players (N, S, n) bool and weights (N, S) so that sum_s w f(S) estimates E_c E_{|S|=c} f(S)."
     keyed = torch.is_tensor(generator)
     rand = lambda salt, *shape: (keyed_uniform(generator.to(others.device), shape[1:], salt) if keyed
@@ -80,10 +138,13 @@ def coalition_samples(others, # (N, n) bool: the players outside the merged one,
     u = (rand(2, N, 1) + torch.arange(h, device=dev)) / h                                  # (N, h) in (0, 1)
     c = 1 + (u * (n_out - 1)).floor().clamp(min=0)                                                  # sizes in 1..n'-1
     # keys >= 0: their float32 bit patterns sort as the numbers do, and an int32 sort is the faster
-    keys = rand(3, N, h, n).masked_fill_(~others[:, None], 2.)          # in place on the fresh draws
-    keys = keys.view({torch.float32: torch.int32, torch.float64: torch.int64}.get(keys.dtype, keys.dtype))
-    thr = keys.sort(-1).values.gather(-1, (c.long() - 1).clamp(0, n - 1)[..., None])
-    inner = (keys <= thr) & others[:, None]
+    if keyed and kernel and others.is_cpu and not torch.compiler.is_compiling() and _draws_kernel() is not None:
+        inner = _stratified_subsets(generator.to(dev), others, c.long(), h)
+    else:
+        keys = rand(3, N, h, n).masked_fill_(~others[:, None], 2.)      # in place on the fresh draws
+        keys = keys.view({torch.float32: torch.int32, torch.float64: torch.int64}.get(keys.dtype, keys.dtype))
+        thr = keys.sort(-1).values.gather(-1, (c.long() - 1).clamp(0, n - 1)[..., None])
+        inner = (keys <= thr) & others[:, None]
     z = torch.cat([torch.zeros_like(others)[:, None], others[:, None], inner, others[:, None] & ~inner], 1)
     w_end = 1. / (n_out + 1)
     w_in = ((n_out - 1).clamp(min=0) / (n_out + 1) / (2 * h)).expand(N, 2 * h)

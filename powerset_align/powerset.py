@@ -869,42 +869,53 @@ def _cpu_tag():
     return platform.machine() + ' ' + platform.processor()
 
 def _kernel_dir():
-    "Where the kernel is built: torch's extension directory ($TORCH_EXTENSIONS_DIR, else a per-user cache)."
+    "Where the kernels are built: torch's extension directory ($TORCH_EXTENSIONS_DIR, else a per-user cache)."
     from torch.utils.cpp_extension import get_default_build_root
-    return Path(os.environ.get('TORCH_EXTENSIONS_DIR') or get_default_build_root()) / 'powerset_align_nla'
+    return Path(os.environ.get('TORCH_EXTENSIONS_DIR') or get_default_build_root()) / 'powerset_align_kernels'
 
-def _build_kernel(cxx=None, # the C++ compiler; None: $CXX, else c++
-                  build_dir=None, # None: _kernel_dir()
-                 ): # (library, None) or (None, why not)
-    "Compile the NLA kernel once per source, compiler, flags and CPU (later processes load the cached library) and load it."
+def _build_library(source:str, # C++ source of extern "C" functions
+                   name:str, # the library's file prefix, e.g. 'nla'
+                   cxx=None, # the C++ compiler; None: $CXX, else c++
+                   build_dir=None, # None: _kernel_dir()
+                  ): # (library, None) or (None, why not)
+    "Compile `source` once per source, compiler, flags and CPU (later processes load the cached library) and load it."
     cxx = cxx or os.environ.get('CXX') or 'c++'
     build_dir = Path(build_dir or _kernel_dir())
-    key = hashlib.sha256('\n'.join((_NLA_CPP, cxx, *_CXX_FLAGS, _cpu_tag())).encode()).hexdigest()[:16]
-    so = build_dir / f'nla_{key}.so'
+    key = hashlib.sha256('\n'.join((source, cxx, *_CXX_FLAGS, _cpu_tag())).encode()).hexdigest()[:16]
+    so = build_dir / f'{name}_{key}.so'
     try:
         if not so.exists():
             build_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix='.so', prefix=f'.nla_{key}_', dir=build_dir); os.close(fd)
+            fd, tmp = tempfile.mkstemp(suffix='.so', prefix=f'.{name}_{key}_', dir=build_dir); os.close(fd)
             try:
-                r = subprocess.run([cxx, *_CXX_FLAGS, '-x', 'c++', '-', '-o', tmp], input=_NLA_CPP, capture_output=True,
+                r = subprocess.run([cxx, *_CXX_FLAGS, '-x', 'c++', '-', '-o', tmp], input=source, capture_output=True,
                                    text=True, timeout=600)
                 if r.returncode: return None, f'{cxx} exited with {r.returncode}: {r.stderr.strip()[-400:]}'
                 os.replace(tmp, so)      # atomic: a concurrent build of the same key renames its own complete file over it
             finally:
                 if os.path.exists(tmp): os.remove(tmp)
-        lib = ctypes.CDLL(str(so))
+        return ctypes.CDLL(str(so)), None
     except (OSError, subprocess.SubprocessError) as e: return None, f'{type(e).__name__}: {e}'
-    for fn in (lib.nla_forward, lib.nla_backward): fn.argtypes, fn.restype = [ctypes.c_void_p] * 3, ctypes.c_int
-    return lib, None
 
 _KERNEL = {}
+def _load_kernel(name:str, # the library's file prefix and its key in _KERNEL
+                 source:str, # its C++ source
+                 functions:dict, # name -> number of pointer arguments of each function (each returns an int, 0 on success)
+                 instead:str, # the warning's text: who falls back to what, e.g. 'powerset_similarity: ... running X instead'
+                ): # the library, or None where it cannot be built
+    "A compiled kernel, built on first use with its functions typed; None (after one warning per process) where it cannot be built."
+    if name not in _KERNEL:
+        lib, why = _build_library(source, name)
+        if lib is None: warnings.warn(instead.format(why=why), RuntimeWarning, stacklevel=3)
+        else:
+            for f, n in functions.items(): getattr(lib, f).argtypes, getattr(lib, f).restype = [ctypes.c_void_p] * n, ctypes.c_int
+        _KERNEL[name] = lib
+    return _KERNEL[name]
+
 def _nla_kernel():
-    "The compiled kernel, built on first use; None (after one warning per process) where it cannot be built."
-    if 'lib' not in _KERNEL:
-        _KERNEL['lib'], why = _build_kernel()
-        if why: warnings.warn(f"powerset_similarity: the C++ NLA kernel is unavailable ({why}); running the eager autograd "
-                              "Function instead (same values, slower)", RuntimeWarning, stacklevel=3)
-    return _KERNEL['lib']
+    "The compiled NLA kernel, built on first use; None (after one warning per process) where it cannot be built."
+    return _load_kernel('nla', _NLA_CPP, {'nla_forward': 3, 'nla_backward': 3},
+                        "powerset_similarity: the C++ NLA kernel is unavailable ({why}); running the eager autograd Function instead (same values, slower)")
 
 def _kernel_fits(batch, *ts):
     "Whether the kernel can take these tensors: all on the CPU, at most 16 batch dims, and not while torch.compile traces."
