@@ -79,14 +79,18 @@ extern "C" int stratified_subsets(const int64_t* ints, void** ptrs) {
         const uint8_t* o = others + i * n;
         for (int64_t j = 0; j < h; ++j) {
             const uint64_t* c = counters + j * n;
-            for (int64_t p = 0; p < n; ++p) v[p] = o[p] ? (uint32_t)(mix64(keys[i] ^ c[p]) >> 40) : (1u << 24);
+            for (int64_t p = 0; p < n; ++p) {                           // branch-free: every key hashed, then selected
+                const uint32_t key = (uint32_t)(mix64(keys[i] ^ c[p]) >> 40);
+                v[p] = o[p] ? key : (1u << 24);
+            }
             int64_t k = sizes[i * h + j] - 1;
             k = k < 0 ? 0 : (k > n - 1 ? n - 1 : k);
             uint8_t* r = out + (i * h + j) * n;
             for (int64_t p = 0; p < n; ++p) {
-                int64_t below = 0;
-                for (int64_t q = 0; q < n; ++q) below += v[q] < v[p];
-                r[p] = o[p] && below <= k;
+                uint32_t below = 0;
+                const uint32_t vp = v[p];
+                for (int64_t q = 0; q < n; ++q) below += v[q] < vp;
+                r[p] = (o[p] != 0) & (below <= (uint32_t)k);
             }
         }
     }
