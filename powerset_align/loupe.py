@@ -54,7 +54,9 @@ def _check(x, name, shape):
         want = '(' + ', '.join('?' if s is None else str(s) for s in shape) + ')'
         raise ValueError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
 
-_DRAWS_CPP = r"""
+_LOUPE_CPP = r"""
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 static inline uint64_t mix64(uint64_t x) {   // splitmix64's finaliser, as distributed._mix64_
@@ -63,9 +65,24 @@ static inline uint64_t mix64(uint64_t x) {   // splitmix64's finaliser, as distr
     x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
     return x ^ (x >> 31);
 }
-// Item i, stratum j: player p of others[i] is in when fewer than sizes[i, j] players have a smaller key, its key the top
-// 24 bits of mix64(keys[i] ^ counters[j, p]) (players outside others[i] rank last). That is `key <= the sizes-th
-// smallest key`, ties included, without sorting.
+// One stratum's subset of an item: player p of `o` is in when fewer than `size` players have a smaller key, its key
+// the top 24 bits of mix64(key ^ c[p]) (players outside `o` rank last). That is `key <= the size-th smallest key`,
+// ties included, without sorting. Branch-free: every key is hashed, then selected.
+static inline void stratum_subset(uint64_t key, const uint64_t* c, const uint8_t* o, int64_t n, int64_t size,
+                                  uint32_t* v, uint8_t* r) {
+    for (int64_t p = 0; p < n; ++p) {
+        const uint32_t hv = (uint32_t)(mix64(key ^ c[p]) >> 40);
+        v[p] = o[p] ? hv : (1u << 24);
+    }
+    int64_t k = size - 1;
+    k = k < 0 ? 0 : (k > n - 1 ? n - 1 : k);
+    for (int64_t p = 0; p < n; ++p) {
+        uint32_t below = 0;
+        const uint32_t vp = v[p];
+        for (int64_t q = 0; q < n; ++q) below += v[q] < vp;
+        r[p] = (o[p] != 0) & (below <= (uint32_t)k);
+    }
+}
 extern "C" int stratified_subsets(const int64_t* ints, void** ptrs) {
     const int64_t N = ints[0], h = ints[1], n = ints[2];
     const uint64_t* keys = (const uint64_t*)ptrs[0];
@@ -75,33 +92,201 @@ extern "C" int stratified_subsets(const int64_t* ints, void** ptrs) {
     uint8_t* out = (uint8_t*)ptrs[4];
     if (n <= 0) return 0;
     std::vector<uint32_t> v(n);
-    for (int64_t i = 0; i < N; ++i) {
-        const uint8_t* o = others + i * n;
-        for (int64_t j = 0; j < h; ++j) {
-            const uint64_t* c = counters + j * n;
-            for (int64_t p = 0; p < n; ++p) {                           // branch-free: every key hashed, then selected
-                const uint32_t key = (uint32_t)(mix64(keys[i] ^ c[p]) >> 40);
-                v[p] = o[p] ? key : (1u << 24);
-            }
-            int64_t k = sizes[i * h + j] - 1;
-            k = k < 0 ? 0 : (k > n - 1 ? n - 1 : k);
-            uint8_t* r = out + (i * h + j) * n;
-            for (int64_t p = 0; p < n; ++p) {
-                uint32_t below = 0;
-                const uint32_t vp = v[p];
-                for (int64_t q = 0; q < n; ++q) below += v[q] < vp;
-                r[p] = (o[p] != 0) & (below <= (uint32_t)k);
-            }
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < h; ++j)
+            stratum_subset(keys[i], counters + j * n, others + i * n, n, sizes[i * h + j], v.data(), out + (i * h + j) * n);
+    return 0;
+}
+// Eq. 7's summand v(S+R) - sum_{x in R} v(S+x) + (|R|-1) v(S) of the Gram-form game at coalition z, as _tsa_terms:
+// g (P, P) = V V^T, a (P,) = V t; GR = R g, aR, RGR and the members xs of region R are the item's. The rows of g in z are
+// gathered first (branch-free), then summed.
+static inline float tsa_term(const float* g, const float* a, int64_t P, const uint8_t* z, const float* GR, float aR, float RGR,
+                             const int64_t* xs, int64_t k, float* Gz, int64_t* in) {
+    int64_t nz = 0;
+    for (int64_t y = 0; y < P; ++y) { in[nz] = y; nz += z[y] != 0; }
+    float numS = 0.f;
+    for (int64_t q = 0; q < P; ++q) Gz[q] = 0.f;
+    for (int64_t u = 0; u < nz; ++u) {
+        const float* row = g + in[u] * P;
+        numS += a[in[u]];
+        for (int64_t q = 0; q < P; ++q) Gz[q] += row[q];
+    }
+    float n2S = 0.f, GzR = 0.f;
+    for (int64_t u = 0; u < nz; ++u) n2S += Gz[in[u]];
+    for (int64_t u = 0; u < k; ++u) GzR += Gz[xs[u]];
+    const float vS = nz == 0 ? 0.f : numS / std::sqrt(std::max(n2S, 1e-12f));
+    const float vSR = (numS + aR) / std::sqrt(std::max(n2S + 2.f * GzR + RGR, 1e-12f));
+    float vSx = 0.f;
+    for (int64_t u = 0; u < k; ++u) {
+        const int64_t x = xs[u];
+        vSx += (numS + a[x]) / std::sqrt(std::max(n2S + 2.f * Gz[x] + g[x * P + x], 1e-12f));
+    }
+    return vSR - vSx + (float)(k - 1) * vS;
+}
+// Eq. 7 by the keyed stratified sampler for N regions (image b, patches R): the two ends, then h subsets drawn as
+// stratified_subsets draws them and their complements, weighted as coalition_samples weights them.
+extern "C" int tsa_stratified(const int64_t* ints, void** ptrs) {
+    const int64_t P = ints[0], N = ints[1], h = ints[2];
+    const float* G = (const float*)ptrs[0];
+    const float* A = (const float*)ptrs[1];
+    const int64_t* b = (const int64_t*)ptrs[2];
+    const uint8_t* R = (const uint8_t*)ptrs[3];
+    const uint64_t* keys = (const uint64_t*)ptrs[4];
+    const uint8_t* others = (const uint8_t*)ptrs[5];
+    const int64_t* sizes = (const int64_t*)ptrs[6];
+    const uint64_t* counters = (const uint64_t*)ptrs[7];
+    float* out = (float*)ptrs[8];
+    std::vector<float> Gz(P), GR(P);
+    std::vector<int64_t> in(P), xs(P);
+    std::vector<uint32_t> v(P);
+    std::vector<uint8_t> none(P, 0), inner(P), comp(P);
+    for (int64_t t = 0; t < N; ++t) {
+        const float* g = G + b[t] * P * P;
+        const float* a = A + b[t] * P;
+        const uint8_t* r = R + t * P;
+        const uint8_t* o = others + t * P;
+        int64_t k = 0, n_out = 0;
+        float aR = 0.f, RGR = 0.f;
+        for (int64_t q = 0; q < P; ++q) GR[q] = 0.f;
+        for (int64_t x = 0; x < P; ++x) { xs[k] = x; k += r[x] != 0; n_out += o[x] != 0; }
+        for (int64_t u = 0; u < k; ++u) {
+            const float* row = g + xs[u] * P;
+            aR += a[xs[u]];
+            for (int64_t q = 0; q < P; ++q) GR[q] += row[q];
         }
+        for (int64_t u = 0; u < k; ++u) RGR += GR[xs[u]];
+        auto term = [&](const uint8_t* z) { return tsa_term(g, a, P, z, GR.data(), aR, RGR, xs.data(), k, Gz.data(), in.data()); };
+        const float w_end = 1.f / ((float)n_out + 1.f);
+        const float w_in = (n_out > 1 ? (float)n_out - 1.f : 0.f) / ((float)n_out + 1.f) / (float)(2 * h);
+        float acc = w_end * term(none.data());
+        if (n_out > 0) acc += w_end * term(o);
+        for (int64_t s = 0; s < h; ++s) {
+            stratum_subset(keys[t], counters + s * P, o, P, sizes[t * h + s], v.data(), inner.data());
+            for (int64_t p = 0; p < P; ++p) comp[p] = o[p] & !inner[p];
+            acc += w_in * term(inner.data());
+            acc += w_in * term(comp.data());
+        }
+        out[t] = acc;
+    }
+    return 0;
+}
+// Eq. 10's summand v(S+ij) - v(S+i) - v(S+j) + v(S) of pair (i, j) at coalition z (M regions, then K phrases), as
+// _fsa_terms, from each region's best present phrase b1 (M,) and each phrase's best present region b2 (K,): adding
+// phrase j maxes b1 with column j of P1, adding region i maxes b2 with row i of P2 (P1, P2 (M, K) row-major). Absent
+// players are masked by products with 0 (branch-free; x * 1 and x + 0 are exact).
+static inline float fsa_term(const float* b1, const float* b2, const float* P1, const float* P2, int64_t M, int64_t K,
+                             int64_t i, int64_t j, const uint8_t* z) {
+    float t1 = 0.f, t2 = 0.f, t1j = 0.f, t2i = 0.f;
+    int64_t nr = 0, np = 0;
+    for (int64_t m = 0; m < M; ++m) {
+        const float bj = P1[m * K + j] > b1[m] ? P1[m * K + j] : b1[m], zm = (float)z[m];
+        t1 += b1[m] * zm; t1j += bj * zm; nr += z[m];
+    }
+    for (int64_t k = 0; k < K; ++k) {
+        const float bi = P2[i * K + k] > b2[k] ? P2[i * K + k] : b2[k], zk = (float)z[M + k];
+        t2 += b2[k] * zk; t2i += bi * zk; np += z[M + k];
+    }
+    const float b1_i = b1[i], b1j_i = P1[i * K + j] > b1_i ? P1[i * K + j] : b1_i;
+    const float b2_j = b2[j], b2i_j = P2[i * K + j] > b2_j ? P2[i * K + j] : b2_j;
+    const float fr = (float)nr, fp = (float)np, fr1 = nr > 0 ? fr : 1.f, fp1 = np > 0 ? fp : 1.f;
+    const float v_ij = ((t1j + b1j_i) / (fr + 1.f) + (t2i + b2i_j) / (fp + 1.f)) / 2.f;
+    const float v_i = np > 0 ? ((t1 + b1_i) / (fr + 1.f) + t2i / fp1) / 2.f : 0.f;
+    const float v_j = nr > 0 ? (t1j / fr1 + (t2 + b2_j) / (fp + 1.f)) / 2.f : 0.f;
+    const float v_0 = nr > 0 && np > 0 ? (t1 / fr1 + t2 / fp1) / 2.f : 0.f;
+    return v_ij - v_i - v_j + v_0;
+}
+// The best present phrase of every region (b1) and region of every phrase (b2) at coalition z: looked up in the
+// image's subset-max tables T1 (2**K, M), T2 (2**M, K) by the coalition's bit codes where given, else maxed directly.
+static inline void best_present(const float* P1, const float* P2, const float* T1, const float* T2, int64_t M, int64_t K,
+                                const uint8_t* z, float* b1, float* b2, const float** r1, const float** r2) {
+    if (T1) {
+        int64_t cp = 0, cr = 0;
+        for (int64_t k = 0; k < K; ++k) cp |= (int64_t)z[M + k] << k;
+        for (int64_t m = 0; m < M; ++m) cr |= (int64_t)z[m] << m;
+        *r1 = T1 + cp * M; *r2 = T2 + cr * K;
+        return;
+    }
+    for (int64_t m = 0; m < M; ++m) {
+        float b = 0.f;
+        for (int64_t k = 0; k < K; ++k) { const float x = P1[m * K + k] * (float)z[M + k]; b = x > b ? x : b; }
+        b1[m] = b;
+    }
+    for (int64_t k = 0; k < K; ++k) {
+        float b = 0.f;
+        for (int64_t m = 0; m < M; ++m) { const float x = P2[m * K + k] * (float)z[m]; b = x > b ? x : b; }
+        b2[k] = b;
+    }
+    *r1 = b1; *r2 = b2;
+}
+// Eq. 10 by the keyed stratified sampler for N pairs (b, i, j): the two ends, then h subsets drawn as
+// stratified_subsets draws them and their complements, weighted as coalition_samples weights them.
+extern "C" int fsa_stratified(const int64_t* ints, void** ptrs) {
+    const int64_t M = ints[0], K = ints[1], N = ints[2], h = ints[3], n = M + K;
+    const float* P1 = (const float*)ptrs[0];
+    const float* P2 = (const float*)ptrs[1];
+    const int64_t* b = (const int64_t*)ptrs[2];
+    const int64_t* i = (const int64_t*)ptrs[3];
+    const int64_t* j = (const int64_t*)ptrs[4];
+    const uint64_t* keys = (const uint64_t*)ptrs[5];
+    const uint8_t* others = (const uint8_t*)ptrs[6];
+    const int64_t* sizes = (const int64_t*)ptrs[7];
+    const uint64_t* counters = (const uint64_t*)ptrs[8];
+    float* out = (float*)ptrs[9];
+    const float* T1 = (const float*)ptrs[10];                      // (B, 2**K, M) or null
+    const float* T2 = (const float*)ptrs[11];                      // (B, 2**M, K) or null
+    std::vector<uint32_t> v(n);
+    std::vector<uint8_t> none(n, 0), inner(n), comp(n);
+    std::vector<float> b1(M), b2(K);
+    const float *r1, *r2;
+    for (int64_t t = 0; t < N; ++t) {
+        const uint8_t* o = others + t * n;
+        const float* p1 = P1 + b[t] * M * K;
+        const float* p2 = P2 + b[t] * M * K;
+        const float* t1 = T1 ? T1 + (b[t] << K) * M : nullptr;
+        const float* t2 = T2 ? T2 + (b[t] << M) * K : nullptr;
+        auto term = [&](const uint8_t* z) {
+            best_present(p1, p2, t1, t2, M, K, z, b1.data(), b2.data(), &r1, &r2);
+            return fsa_term(r1, r2, p1, p2, M, K, i[t], j[t], z);
+        };
+        int64_t n_out = 0;
+        for (int64_t p = 0; p < n; ++p) n_out += o[p] != 0;
+        const float w_end = 1.f / ((float)n_out + 1.f);
+        const float w_in = (n_out > 1 ? (float)n_out - 1.f : 0.f) / ((float)n_out + 1.f) / (float)(2 * h);
+        float acc = w_end * term(none.data());
+        if (n_out > 0) acc += w_end * term(o);
+        for (int64_t s = 0; s < h; ++s) {
+            stratum_subset(keys[t], counters + s * n, o, n, sizes[t * h + s], v.data(), inner.data());
+            for (int64_t p = 0; p < n; ++p) comp[p] = o[p] & !inner[p];
+            acc += w_in * term(inner.data());
+            acc += w_in * term(comp.data());
+        }
+        out[t] = acc;
     }
     return 0;
 }
 """
 
-def _draws_kernel():
-    "The compiled coalition-draws kernel, built on first use; None (after one warning per process) where it cannot be built."
-    return _load_kernel('draws', _DRAWS_CPP, {'stratified_subsets': 2},
-                        "coalition_samples: the C++ draws kernel is unavailable ({why}); drawing with torch instead (the same coalitions, slower)")
+def _loupe_kernel():
+    "The compiled LOUPE kernel (coalition draws, Eq. 7's and Eq. 10's sampled estimates), built on first use; None (after one warning per process) where it cannot be built."
+    return _load_kernel('loupe', _LOUPE_CPP, {'stratified_subsets': 2, 'tsa_stratified': 2, 'fsa_stratified': 2},
+                        "LOUPE: the C++ kernel is unavailable ({why}); drawing and estimating with torch instead (the same coalitions, slower)")
+
+def _kernel_ok(keys, *ts):
+    "Whether the kernel takes these draws: keyed, every tensor on the CPU, not while torch.compile traces, and the kernel builds."
+    return torch.is_tensor(keys) and all(t.is_cpu for t in (keys, *ts)) and not torch.compiler.is_compiling() and _loupe_kernel() is not None
+
+def _by_kernel(kernel, sampler, n_samples, keys, *ts):
+    "Whether Eq. 7 / Eq. 10 are estimated in the kernel: asked for, keyed stratified sampling (n_samples >= 4) and `_kernel_ok`."
+    return kernel and sampler == 'stratified' and n_samples is not None and n_samples >= 4 and _kernel_ok(keys, *ts)
+
+def _keyed_sizes(keys, others, n_samples):
+    "h and the stratified sizes (N, h) long of keyed items, drawn as `coalition_samples` draws them (salt 2)."
+    h = (int(n_samples) - 2) // 2
+    return h, _strata_sizes(keyed_uniform(keys, (1,), 2), h, others.sum(-1, keepdim=True).float()).long()
+
+def _strata_sizes(u, h, n_out):
+    "The stratified sampler's sizes (N, h) in 1..n'-1 (float): one per 1/h of the range, from one uniform u (N, 1) per item."
+    return 1 + ((u + torch.arange(h, device=u.device)) / h * (n_out - 1)).floor().clamp(min=0)
 
 def _stratified_subsets(keys, others, sizes, h):
     "The keyed stratified coalitions (N, h, n) bool from the kernel: the same as `coalition_samples`' torch path, bit for bit."
@@ -110,8 +295,8 @@ def _stratified_subsets(keys, others, sizes, h):
     keys, others, sizes = keys.contiguous(), others.contiguous(), sizes.contiguous()
     counters = _counter_hash((h, n), 3, others.device)                  # salt 3: the torch path's rand(3, N, h, n)
     ptrs = (ctypes.c_void_p * 5)(*(t.data_ptr() for t in (keys, counters, others, sizes, out)))
-    rc = _draws_kernel().stratified_subsets((ctypes.c_int64 * 3)(N, h, n), ptrs)
-    if rc: raise RuntimeError(f'draws kernel: stratified_subsets returned {rc}')
+    rc = _loupe_kernel().stratified_subsets((ctypes.c_int64 * 3)(N, h, n), ptrs)
+    if rc: raise RuntimeError(f'LOUPE kernel: stratified_subsets returned {rc}')
     return out
 
 def coalition_samples(others, # (N, n) bool: the players outside the merged one, per item
@@ -139,10 +324,9 @@ def coalition_samples(others, # (N, n) bool: the players outside the merged one,
     # stratified: |S| = 0 and |S| = n' exactly (weight 1/(n'+1) each); sizes 1..n'-1 by systematic sampling
     # (one point per 1/h of the size range), a uniform subset of that size, and its complement (antithetic)
     h = (S - 2) // 2
-    u = (rand(2, N, 1) + torch.arange(h, device=dev)) / h                                  # (N, h) in (0, 1)
-    c = 1 + (u * (n_out - 1)).floor().clamp(min=0)                                                  # sizes in 1..n'-1
+    c = _strata_sizes(rand(2, N, 1), h, n_out)
     # keys >= 0: their float32 bit patterns sort as the numbers do, and an int32 sort is the faster
-    if keyed and kernel and others.is_cpu and not torch.compiler.is_compiling() and _draws_kernel() is not None:
+    if kernel and _kernel_ok(generator, others):
         inner = _stratified_subsets(generator.to(dev), others, c.long(), h)
     else:
         keys = rand(3, N, h, n).masked_fill_(~others[:, None], 2.)      # in place on the fresh draws
@@ -198,6 +382,15 @@ def _tsa_setup(patch_embeds, text_embeds, regions, patch_valid):
     valid = torch.ones(B, P, dtype=torch.bool, device=V.device) if patch_valid is None else patch_valid.bool()
     return G, a, valid, regions.bool() & valid[:, None]
 
+def _tsa_stratified(G, a, b, R, keys, others, n_samples):
+    "Eq. 7's keyed stratified estimate (N,) of regions R (N, P) of images b from the kernel: the torch path's value up to float rounding."
+    h, sizes = _keyed_sizes(keys, others, n_samples)
+    P = G.shape[-1]
+    ts = [t.contiguous() for t in (G, a, b, R, keys, others, sizes, _counter_hash((h, P), 3, G.device), torch.empty(len(b)))]
+    rc = _loupe_kernel().tsa_stratified((ctypes.c_int64 * 3)(P, len(b), h), (ctypes.c_void_p * 9)(*(t.data_ptr() for t in ts)))
+    if rc: raise RuntimeError(f'LOUPE kernel: tsa_stratified returned {rc}')
+    return ts[-1]
+
 def tsa_interactions(patch_embeds, # (B, P, D) output patch embeddings
                      text_embeds, # (B, D) caption embeddings
                      regions, # (B, M, P) bool: the patches of each region
@@ -206,7 +399,8 @@ def tsa_interactions(patch_embeds, # (B, P, D) output patch embeddings
                      patch_valid=None, # (B, P) bool: patches that are players (default all)
                      sampler:str='stratified', # 'stratified' (exact ends, systematic sizes, antithetic) or 'uniform'
                      generator=None, # torch.Generator on the embeddings' device, or (B, M) int64 `stream_keys`
-                     chunk_elems:int=1<<22): # bound on the (items, samples, P) work tensors
+                     chunk_elems:int=1<<22, # bound on the (items, samples, P) work tensors
+                     kernel:bool=True): # keyed stratified sampling on the CPU in the C++ kernel where it builds (the same coalitions)
     "LOUPE Eq. 7: Shapley interaction I([R]) (B, M) of each region's patches in the game `patch_text_game`."
     B, P, D = patch_embeds.shape
     if n_samples is None and P > 16:
@@ -218,6 +412,10 @@ def tsa_interactions(patch_embeds, # (B, P, D) output patch embeddings
         sel = R.any(-1) if select is None else select.bool() & R.any(-1)
         res = torch.zeros(B, M, device=G.device)
         bi, mi = sel.nonzero(as_tuple=True)
+        if _by_kernel(kernel, sampler, n_samples, generator, G):
+            Rb = R[bi, mi]
+            res[bi, mi] = _tsa_stratified(G, a, bi, Rb, generator[bi, mi], valid[bi] & ~Rb, n_samples)
+            return res
         S = 2 ** P if n_samples is None else n_samples
         step = max(1, chunk_elems // max(1, S * P))
         out, Ga = [], torch.cat([G, a[..., None], torch.ones_like(a)[..., None]], -1)
@@ -456,6 +654,17 @@ def _fsa_others(rv, pv, b, i, j):
     oth_p = pv[b] & (torch.arange(K, device=pv.device)[None] != j[:, None])
     return torch.cat([oth_r, oth_p], -1)
 
+def _fsa_stratified(P1, P2, b, i, j, keys, others, n_samples, tables=None):
+    "Eq. 10's keyed stratified estimate (N,) of the pairs (b, i, j) from the kernel: the torch path's value up to float rounding."
+    h, sizes = _keyed_sizes(keys, others, n_samples)
+    M, K = P1.shape[1:]
+    out = torch.empty(len(b))
+    ts = [t.contiguous() for t in (P1, P2, b, i, j, keys, others, sizes, _counter_hash((h, M + K), 3, P1.device), out, *(tables or ()))]
+    ptrs = [t.data_ptr() for t in ts] + [None] * (12 - len(ts))        # no tables: the kernel maxes directly
+    rc = _loupe_kernel().fsa_stratified((ctypes.c_int64 * 4)(M, K, len(b), h), (ctypes.c_void_p * 12)(*ptrs))
+    if rc: raise RuntimeError(f'LOUPE kernel: fsa_stratified returned {rc}')
+    return out
+
 def fsa_interactions(A, # (B, M, K) region-phrase alignment logits
                      region_valid=None, # (B, M) bool
                      phrase_valid=None, # (B, K) bool
@@ -463,7 +672,8 @@ def fsa_interactions(A, # (B, M, K) region-phrase alignment logits
                      select=None, # (B, M, K) bool: estimate only these pairs (others 0)
                      sampler:str='stratified', # see `coalition_samples`
                      generator=None, # torch.Generator on A's device, or (B, M, K) int64 `stream_keys`
-                     chunk_elems:int=1<<22): # bound on the (pairs, samples, M, K) work tensors
+                     chunk_elems:int=1<<22, # bound on the (pairs, samples, M, K) work tensors
+                     kernel:bool=True): # keyed stratified sampling on the CPU in the C++ kernel where it builds (the same coalitions)
     "LOUPE Eq. 10: Shapley interaction (B, M, K) of each (region, phrase) pair in the game `alignment_value`."
     _check(A, 'A', (None, None, None))
     B, M, K = A.shape
@@ -476,6 +686,10 @@ def fsa_interactions(A, # (B, M, K) region-phrase alignment logits
         sel = pair if select is None else pair & select.bool()
         res = torch.zeros(B, M, K, device=A.device)
         bi, ii, jj = sel.nonzero(as_tuple=True)
+        if _by_kernel(kernel, sampler, n_samples, generator, A):
+            res[bi, ii, jj] = _fsa_stratified(P1, P2, bi, ii, jj, generator[bi, ii, jj], _fsa_others(rv, pv, bi, ii, jj), n_samples,
+                                              _fsa_tables(P1, P2, chunk_elems))
+            return res
         S = 2 ** (M + K) if n_samples is None else n_samples
         step = max(1, chunk_elems // max(1, S * M * K))
         tables = _fsa_tables(P1, P2, chunk_elems)                      # per image: shared by all its pairs and samples
