@@ -83,6 +83,29 @@ static inline void stratum_subset(uint64_t key, const uint64_t* c, const uint8_t
         r[p] = (o[p] != 0) & (below <= (uint32_t)k);
     }
 }
+// The keyed stratified estimate sum_S w_S f(S) of one item with outside players o (n,), its coalitions drawn and weighted
+// as coalition_samples draws and weights them: the two ends (S empty, S = o), then h subsets and their complements.
+struct Strata {
+    std::vector<uint32_t> v;
+    std::vector<uint8_t> none, inner, comp;
+    explicit Strata(int64_t n) : v(n), none(n, 0), inner(n), comp(n) {}
+    template <class F> float estimate(F f, uint64_t key, const uint64_t* counters, const uint8_t* o, int64_t n, int64_t h,
+                                      const int64_t* sizes) {
+        int64_t n_out = 0;
+        for (int64_t p = 0; p < n; ++p) n_out += o[p] != 0;
+        const float w_end = 1.f / ((float)n_out + 1.f);
+        const float w_in = (n_out > 1 ? (float)n_out - 1.f : 0.f) / ((float)n_out + 1.f) / (float)(2 * h);
+        float acc = w_end * f(none.data());
+        if (n_out > 0) acc += w_end * f(o);
+        for (int64_t s = 0; s < h; ++s) {
+            stratum_subset(key, counters + s * n, o, n, sizes[s], v.data(), inner.data());
+            for (int64_t p = 0; p < n; ++p) comp[p] = o[p] & !inner[p];
+            acc += w_in * f(inner.data());
+            acc += w_in * f(comp.data());
+        }
+        return acc;
+    }
+};
 extern "C" int stratified_subsets(const int64_t* ints, void** ptrs) {
     const int64_t N = ints[0], h = ints[1], n = ints[2];
     const uint64_t* keys = (const uint64_t*)ptrs[0];
@@ -123,8 +146,7 @@ static inline float tsa_term(const float* g, const float* a, int64_t P, const ui
     }
     return vSR - vSx + (float)(k - 1) * vS;
 }
-// Eq. 7 by the keyed stratified sampler for N regions (image b, patches R): the two ends, then h subsets drawn as
-// stratified_subsets draws them and their complements, weighted as coalition_samples weights them.
+// Eq. 7 by the keyed stratified sampler (Strata::estimate) for N regions (image b, patches R).
 extern "C" int tsa_stratified(const int64_t* ints, void** ptrs) {
     const int64_t P = ints[0], N = ints[1], h = ints[2];
     const float* G = (const float*)ptrs[0];
@@ -138,17 +160,16 @@ extern "C" int tsa_stratified(const int64_t* ints, void** ptrs) {
     float* out = (float*)ptrs[8];
     std::vector<float> Gz(P), GR(P);
     std::vector<int64_t> in(P), xs(P);
-    std::vector<uint32_t> v(P);
-    std::vector<uint8_t> none(P, 0), inner(P), comp(P);
+    Strata strata(P);
     for (int64_t t = 0; t < N; ++t) {
         const float* g = G + b[t] * P * P;
         const float* a = A + b[t] * P;
         const uint8_t* r = R + t * P;
         const uint8_t* o = others + t * P;
-        int64_t k = 0, n_out = 0;
+        int64_t k = 0;
         float aR = 0.f, RGR = 0.f;
         for (int64_t q = 0; q < P; ++q) GR[q] = 0.f;
-        for (int64_t x = 0; x < P; ++x) { xs[k] = x; k += r[x] != 0; n_out += o[x] != 0; }
+        for (int64_t x = 0; x < P; ++x) { xs[k] = x; k += r[x] != 0; }
         for (int64_t u = 0; u < k; ++u) {
             const float* row = g + xs[u] * P;
             aR += a[xs[u]];
@@ -156,17 +177,7 @@ extern "C" int tsa_stratified(const int64_t* ints, void** ptrs) {
         }
         for (int64_t u = 0; u < k; ++u) RGR += GR[xs[u]];
         auto term = [&](const uint8_t* z) { return tsa_term(g, a, P, z, GR.data(), aR, RGR, xs.data(), k, Gz.data(), in.data()); };
-        const float w_end = 1.f / ((float)n_out + 1.f);
-        const float w_in = (n_out > 1 ? (float)n_out - 1.f : 0.f) / ((float)n_out + 1.f) / (float)(2 * h);
-        float acc = w_end * term(none.data());
-        if (n_out > 0) acc += w_end * term(o);
-        for (int64_t s = 0; s < h; ++s) {
-            stratum_subset(keys[t], counters + s * P, o, P, sizes[t * h + s], v.data(), inner.data());
-            for (int64_t p = 0; p < P; ++p) comp[p] = o[p] & !inner[p];
-            acc += w_in * term(inner.data());
-            acc += w_in * term(comp.data());
-        }
-        out[t] = acc;
+        out[t] = strata.estimate(term, keys[t], counters, o, P, h, sizes + t * h);
     }
     return 0;
 }
@@ -218,8 +229,7 @@ static inline void best_present(const float* P1, const float* P2, const float* T
     }
     *r1 = b1; *r2 = b2;
 }
-// Eq. 10 by the keyed stratified sampler for N pairs (b, i, j): the two ends, then h subsets drawn as
-// stratified_subsets draws them and their complements, weighted as coalition_samples weights them.
+// Eq. 10 by the keyed stratified sampler (Strata::estimate) for N pairs (b, i, j).
 extern "C" int fsa_stratified(const int64_t* ints, void** ptrs) {
     const int64_t M = ints[0], K = ints[1], N = ints[2], h = ints[3], n = M + K;
     const float* P1 = (const float*)ptrs[0];
@@ -234,8 +244,7 @@ extern "C" int fsa_stratified(const int64_t* ints, void** ptrs) {
     float* out = (float*)ptrs[9];
     const float* T1 = (const float*)ptrs[10];                      // (B, 2**K, M) or null
     const float* T2 = (const float*)ptrs[11];                      // (B, 2**M, K) or null
-    std::vector<uint32_t> v(n);
-    std::vector<uint8_t> none(n, 0), inner(n), comp(n);
+    Strata strata(n);
     std::vector<float> b1(M), b2(K);
     const float *r1, *r2;
     for (int64_t t = 0; t < N; ++t) {
@@ -248,19 +257,7 @@ extern "C" int fsa_stratified(const int64_t* ints, void** ptrs) {
             best_present(p1, p2, t1, t2, M, K, z, b1.data(), b2.data(), &r1, &r2);
             return fsa_term(r1, r2, p1, p2, M, K, i[t], j[t], z);
         };
-        int64_t n_out = 0;
-        for (int64_t p = 0; p < n; ++p) n_out += o[p] != 0;
-        const float w_end = 1.f / ((float)n_out + 1.f);
-        const float w_in = (n_out > 1 ? (float)n_out - 1.f : 0.f) / ((float)n_out + 1.f) / (float)(2 * h);
-        float acc = w_end * term(none.data());
-        if (n_out > 0) acc += w_end * term(o);
-        for (int64_t s = 0; s < h; ++s) {
-            stratum_subset(keys[t], counters + s * n, o, n, sizes[t * h + s], v.data(), inner.data());
-            for (int64_t p = 0; p < n; ++p) comp[p] = o[p] & !inner[p];
-            acc += w_in * term(inner.data());
-            acc += w_in * term(comp.data());
-        }
-        out[t] = acc;
+        out[t] = strata.estimate(term, keys[t], counters, o, n, h, sizes + t * h);
     }
     return 0;
 }
