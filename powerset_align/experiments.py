@@ -112,7 +112,7 @@ def eval_run(run, # a run directory, a checkpoint file or folder, or a model fol
 # %% ../nbs/52_experiments.ipynb #89997f1c
 BUDGET = dict(steps=600, batch_size=32, lr=1e-3)   # the training budget of compare, demo and sweep (see the learning curves)
 SAME_MODEL = {'sparc': {'global_head': 'linear'}}   # one architecture for every method: CLIP's linear global head for SPARC too
-CALIBRATED = {'sparc': {'lambda_g': 1.0, 'lambda_f': 1.0}, 'powerclip': {'lam': 1.0},   # chosen by `sweep` on the validation split
+CALIBRATED = {'sparc': {'lambda_g': 1.0, 'lambda_f': 0.3}, 'powerclip': {'lam': 1.0},   # chosen by `sweep` on the validation split
               'filip': {'global_weight': 1.0}}
 
 
