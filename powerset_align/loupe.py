@@ -285,15 +285,20 @@ def _strata_sizes(u, h, n_out):
     "The stratified sampler's sizes (N, h) in 1..n'-1 (float): one per 1/h of the range, from one uniform u (N, 1) per item."
     return 1 + ((u + torch.arange(h, device=u.device)) / h * (n_out - 1)).floor().clamp(min=0)
 
+def _kernel_run(fn, ints, *ts):
+    "Call the LOUPE kernel's function `fn` with the integers `ints` and the tensors `ts`, made contiguous (None: a null pointer)."
+    ts = [None if t is None else t.contiguous() for t in ts]           # kept alive through the call
+    rc = getattr(_loupe_kernel(), fn)((ctypes.c_int64 * len(ints))(*ints), (ctypes.c_void_p * len(ts))(*(t if t is None else t.data_ptr() for t in ts)))
+    if rc: raise RuntimeError(f'LOUPE kernel: {fn} returned {rc}')
+
+def _strata_counters(h, n, device): # the hashed counters of the subsets' keys: salt 3, as the torch path's rand(3, N, h, n)
+    return _counter_hash((h, n), 3, device)
+
 def _stratified_subsets(keys, others, sizes, h):
     "The keyed stratified coalitions (N, h, n) bool from the kernel: the same as `coalition_samples`' torch path, bit for bit."
     N, n = others.shape
     out = torch.empty(N, h, n, dtype=torch.bool)
-    keys, others, sizes = keys.contiguous(), others.contiguous(), sizes.contiguous()
-    counters = _counter_hash((h, n), 3, others.device)                  # salt 3: the torch path's rand(3, N, h, n)
-    ptrs = (ctypes.c_void_p * 5)(*(t.data_ptr() for t in (keys, counters, others, sizes, out)))
-    rc = _loupe_kernel().stratified_subsets((ctypes.c_int64 * 3)(N, h, n), ptrs)
-    if rc: raise RuntimeError(f'LOUPE kernel: stratified_subsets returned {rc}')
+    _kernel_run('stratified_subsets', (N, h, n), keys, _strata_counters(h, n, others.device), others, sizes, out)
     return out
 
 def coalition_samples(others, # (N, n) bool: the players outside the merged one, per item
@@ -382,11 +387,9 @@ def _tsa_setup(patch_embeds, text_embeds, regions, patch_valid):
 def _tsa_stratified(G, a, b, R, keys, others, n_samples):
     "Eq. 7's keyed stratified estimate (N,) of regions R (N, P) of images b from the kernel: the torch path's value up to float rounding."
     h, sizes = _keyed_sizes(keys, others, n_samples)
-    P = G.shape[-1]
-    ts = [t.contiguous() for t in (G, a, b, R, keys, others, sizes, _counter_hash((h, P), 3, G.device), torch.empty(len(b)))]
-    rc = _loupe_kernel().tsa_stratified((ctypes.c_int64 * 3)(P, len(b), h), (ctypes.c_void_p * 9)(*(t.data_ptr() for t in ts)))
-    if rc: raise RuntimeError(f'LOUPE kernel: tsa_stratified returned {rc}')
-    return ts[-1]
+    P, out = G.shape[-1], torch.empty(len(b))
+    _kernel_run('tsa_stratified', (P, len(b), h), G, a, b, R, keys, others, sizes, _strata_counters(h, P, G.device), out)
+    return out
 
 def tsa_interactions(patch_embeds, # (B, P, D) output patch embeddings
                      text_embeds, # (B, D) caption embeddings
@@ -654,12 +657,9 @@ def _fsa_others(rv, pv, b, i, j):
 def _fsa_stratified(P1, P2, b, i, j, keys, others, n_samples, tables=None):
     "Eq. 10's keyed stratified estimate (N,) of the pairs (b, i, j) from the kernel: the torch path's value up to float rounding."
     h, sizes = _keyed_sizes(keys, others, n_samples)
-    M, K = P1.shape[1:]
-    out = torch.empty(len(b))
-    ts = [t.contiguous() for t in (P1, P2, b, i, j, keys, others, sizes, _counter_hash((h, M + K), 3, P1.device), out, *(tables or ()))]
-    ptrs = [t.data_ptr() for t in ts] + [None] * (12 - len(ts))        # no tables: the kernel maxes directly
-    rc = _loupe_kernel().fsa_stratified((ctypes.c_int64 * 4)(M, K, len(b), h), (ctypes.c_void_p * 12)(*ptrs))
-    if rc: raise RuntimeError(f'LOUPE kernel: fsa_stratified returned {rc}')
+    (M, K), out = P1.shape[1:], torch.empty(len(b))
+    _kernel_run('fsa_stratified', (M, K, len(b), h), P1, P2, b, i, j, keys, others, sizes, _strata_counters(h, M + K, P1.device), out,
+                *(tables or (None, None)))                               # no tables: the kernel maxes directly
     return out
 
 def fsa_interactions(A, # (B, M, K) region-phrase alignment logits
