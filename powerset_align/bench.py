@@ -355,10 +355,10 @@ def bench_loupe_grain(presets=('tiny', 'small'), # model presets to time
         D = model.config.embed_dim
         torch.manual_seed(seed)
         objs = {'clip': make_objective('clip'), 'clip + descriptions encoded': _CLIPWithDescriptions(),
-                'grain': build_objective('grain', model, **(grain_config or {})),
-                PAPER_DEPTH_ROW: build_objective('grain', model, **{**(grain_config or {}), 'n_layers': 6}),
-                'loupe, first step': build_objective('loupe', model, embed_dim=D, **(loupe_config or {}))}
-        if len(objs['grain'].decoder.layers) == 6: del objs[PAPER_DEPTH_ROW]   # the preset's depth is GRAIN's own
+                'grain': build_objective('grain', model, **(grain_config or {}))}
+        if len(objs['grain'].decoder.layers) != 6:                        # a preset whose depth is not GRAIN's own
+            objs[PAPER_DEPTH_ROW] = build_objective('grain', model, **{**(grain_config or {}), 'n_layers': 6})
+        objs['loupe, first step'] = build_objective('loupe', model, embed_dim=D, **(loupe_config or {}))
         trs = {k: _bench_trainer(model, o, batch_size, device) for k, o in objs.items()}
         # warmed up: a LOUPE run (model and objective) after its UNSIL warm-up of real training steps; from here on UNSIL is trusted
         if warmed_up:
